@@ -4,7 +4,9 @@
  * layer's forward and backward GFLOP/s for every layer shape of the U-Net
  * generator at 256 (batch 1 and 8), the PatchGAN and VGG16 features[:16],
  * with the ratio to sgemm; then a whole G forward at 256 against the time
- * its GEMMs alone take (the same calls, recorded and replayed).
+ * its GEMMs alone take (the same calls, recorded and replayed). "/gemm" is
+ * a layer's time over that of its own GEMMs replayed alone: the overhead
+ * of im2col, col2im, transposes and bias, robust to a busy machine.
  *
  * Usage: bench/conv [-q] [-g]   -q: batch 1 only, shorter timings;
  *                               -g: only the whole G forward
@@ -57,68 +59,7 @@ static double sgemm_gflops(int n)
 	return 2.0 * n * n * n / best * 1e-9;
 }
 
-/* ---- one layer ---- */
-
-typedef struct { const char *net; int transposed, n, cin, hw, cout, k, s, p; } shape;
-
-static void bench_layer(const p2p_backend *be, const shape *L, double peak)
-{
-	p2p_conv g;
-	if (L->transposed)
-		p2p_convt2d_init(&g, L->n, L->cin, L->hw, L->hw, L->cout, L->k, L->s, L->p);
-	else
-		p2p_conv2d_init(&g, L->n, L->cin, L->hw, L->hw, L->cout, L->k, L->s, L->p);
-	size_t nx = (size_t)g.n * g.cin * g.h * g.w, ny = (size_t)g.n * g.cout * g.oh * g.ow;
-	size_t nw = (size_t)g.cin * g.cout * g.k * g.k, wsn = p2p_conv_ws(&g);
-	float *x = buf(be, nx, 0.1f), *y = buf(be, ny, 0), *dx = buf(be, nx, 0), *dy = buf(be, ny, 0.01f);
-	float *w = buf(be, nw, 0.02f), *dw = buf(be, nw, 0), *b = buf(be, g.cout, 0), *db = buf(be, g.cout, 0);
-	float *ws = buf(be, wsn, 0);
-	double tf = 1e30, tb = 1e30;
-	for (int pass = 0; pass < 2; pass++) {
-		int reps = 0;
-		for (double t0 = now(); reps < 2 || now() - t0 < min_time; reps++) {
-			double t = now();
-			if (pass == 0 && !g.transposed)
-				p2p_conv2d_forward(be, &g, y, x, w, b, ws, wsn);
-			else if (pass == 0)
-				p2p_convt2d_forward(be, &g, y, x, w, b, ws, wsn);
-			else if (!g.transposed)
-				p2p_conv2d_backward(be, &g, dx, dw, db, dy, x, w, ws, wsn);
-			else
-				p2p_convt2d_backward(be, &g, dx, dw, db, dy, x, w, ws, wsn);
-			t = now() - t;
-			double *best = pass ? &tb : &tf;
-			*best = t < *best ? t : *best;
-		}
-	}
-	double fl = (double)p2p_conv_flops(&g);
-	double gf = fl / tf * 1e-9, gb = 2 * fl / tb * 1e-9;
-	printf("%-4s %-6s %2d %4d->%-4d %4dx%-4d k%d s%d %8.2f %7.1f %5.0f%% %8.2f %7.1f %5.0f%%\n",
-	       L->net, L->transposed ? "convT" : "conv", g.n, g.cin, g.cout, g.h, g.w, g.k, g.stride,
-	       tf * 1e3, gf, 100 * gf / peak, tb * 1e3, gb, 100 * gb / peak);
-	fflush(stdout);
-	be->free(x), be->free(y), be->free(dx), be->free(dy), be->free(w), be->free(dw);
-	be->free(b), be->free(db), be->free(ws);
-}
-
-/* ---- the generator's shapes ---- */
-
-static int g_shapes(shape *out, int s, int n)
-{
-	int depth = 0, k = 0, ch[16];
-	while ((1 << depth) < s)
-		depth++;
-	for (int i = 0; i < depth; i++)
-		ch[i] = 64 * (i < 3 ? 1 << i : 8);
-	for (int i = 0; i < depth; i++)
-		out[k++] = (shape){"G", 0, n, i ? ch[i - 1] : 1, s >> i, ch[i], 4, 2, 1};
-	for (int i = depth - 1; i >= 0; i--)
-		out[k++] = (shape){"G", 1, n, i == depth - 1 ? ch[i] : 2 * ch[i], s >> (i + 1),
-		                   i ? ch[i - 1] : 3, 4, 2, 1};
-	return k;
-}
-
-/* ---- the whole G forward, and its GEMMs alone ---- */
+/* ---- GEMM recording ---- */
 
 typedef struct {
 	int ta, tb, m, n, k, lda, ldb, ldc;
@@ -141,6 +82,109 @@ static void rec_gemm(int ta, int tb, int m, int n, int k, float alpha, const flo
 	inner->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 	gemm_secs += now() - t;
 }
+
+/* A backend that records and times its GEMM calls. */
+static const p2p_backend *recorder(const p2p_backend *cpu)
+{
+	static p2p_backend rec;
+	inner = cpu;
+	rec = *cpu;
+	rec.gemm = rec_gemm;
+	return &rec;
+}
+
+/* Best time of the recorded GEMMs replayed alone, on the same buffers. */
+static double replay(double secs)
+{
+	double best = 1e30;
+	int reps = 0;
+	for (double t0 = now(); reps < 2 || now() - t0 < secs; reps++) {
+		double t = now();
+		for (int i = 0; i < ncalls; i++) {
+			gemm_call *c = &calls[i];
+			inner->gemm(c->ta, c->tb, c->m, c->n, c->k, c->alpha, c->a, c->lda, c->b, c->ldb,
+			            c->beta, c->c, c->ldc);
+		}
+		t = now() - t;
+		best = t < best ? t : best;
+	}
+	return best;
+}
+
+
+/* ---- one layer ---- */
+
+typedef struct { const char *net; int transposed, n, cin, hw, cout, k, s, p; } shape;
+
+static int layer_pass(const p2p_backend *be, const p2p_conv *g, int bwd, float **t, size_t wsn)
+{
+	float *x = t[0], *y = t[1], *dx = t[2], *dy = t[3], *w = t[4], *dw = t[5], *b = t[6];
+	float *db = t[7], *ws = t[8];
+	if (!bwd)
+		return g->transposed ? p2p_convt2d_forward(be, g, y, x, w, b, ws, wsn)
+		                     : p2p_conv2d_forward(be, g, y, x, w, b, ws, wsn);
+	return g->transposed ? p2p_convt2d_backward(be, g, dx, dw, db, dy, x, w, ws, wsn)
+	                     : p2p_conv2d_backward(be, g, dx, dw, db, dy, x, w, ws, wsn);
+}
+
+/* Forward and backward: best time, GFLOP/s, share of sgemm, and the time
+ * over that of the layer's own GEMMs replayed alone. */
+static void bench_layer(const p2p_backend *be, const shape *L, double peak)
+{
+	p2p_conv g;
+	if (L->transposed)
+		p2p_convt2d_init(&g, L->n, L->cin, L->hw, L->hw, L->cout, L->k, L->s, L->p);
+	else
+		p2p_conv2d_init(&g, L->n, L->cin, L->hw, L->hw, L->cout, L->k, L->s, L->p);
+	size_t nx = (size_t)g.n * g.cin * g.h * g.w, ny = (size_t)g.n * g.cout * g.oh * g.ow;
+	size_t nw = (size_t)g.cin * g.cout * g.k * g.k, wsn = p2p_conv_ws(&g);
+	float *t[9] = {buf(be, nx, 0.1f), buf(be, ny, 0), buf(be, nx, 0), buf(be, ny, 0.01f),
+	               buf(be, nw, 0.02f), buf(be, nw, 0), buf(be, g.cout, 0), buf(be, g.cout, 0),
+	               buf(be, wsn, 0)};
+	const p2p_backend *rec = recorder(be);
+	double best[2] = {1e30, 1e30}, alone[2];
+	for (int pass = 0; pass < 2; pass++) {
+		ncalls = 0, recording = 1;
+		layer_pass(rec, &g, pass, t, wsn);
+		recording = 0;
+		int reps = 0;
+		for (double t0 = now(); reps < 2 || now() - t0 < min_time; reps++) {
+			double s = now();
+			layer_pass(be, &g, pass, t, wsn);
+			s = now() - s;
+			best[pass] = s < best[pass] ? s : best[pass];
+		}
+		alone[pass] = replay(min_time / 2);
+	}
+	double fl = (double)p2p_conv_flops(&g);
+	double gf = fl / best[0] * 1e-9, gb = 2 * fl / best[1] * 1e-9;
+	printf("%-4s %-6s %2d %4d->%-4d %4dx%-4d k%d s%d %8.2f %6.1f %4.0f%% %5.2f %8.2f %6.1f %4.0f%% %5.2f\n",
+	       L->net, L->transposed ? "convT" : "conv", g.n, g.cin, g.cout, g.h, g.w, g.k, g.stride,
+	       best[0] * 1e3, gf, 100 * gf / peak, best[0] / alone[0],
+	       best[1] * 1e3, gb, 100 * gb / peak, best[1] / alone[1]);
+	fflush(stdout);
+	for (int i = 0; i < 9; i++)
+		be->free(t[i]);
+}
+
+/* ---- the generator's shapes ---- */
+
+static int g_shapes(shape *out, int s, int n)
+{
+	int depth = 0, k = 0, ch[16];
+	while ((1 << depth) < s)
+		depth++;
+	for (int i = 0; i < depth; i++)
+		ch[i] = 64 * (i < 3 ? 1 << i : 8);
+	for (int i = 0; i < depth; i++)
+		out[k++] = (shape){"G", 0, n, i ? ch[i - 1] : 1, s >> i, ch[i], 4, 2, 1};
+	for (int i = depth - 1; i >= 0; i--)
+		out[k++] = (shape){"G", 1, n, i == depth - 1 ? ch[i] : 2 * ch[i], s >> (i + 1),
+		                   i ? ch[i - 1] : 3, 4, 2, 1};
+	return k;
+}
+
+/* ---- the whole G forward, and its GEMMs alone ---- */
 
 typedef struct {
 	int depth, n, s;
@@ -238,46 +282,33 @@ static void unet_free(const p2p_backend *be, unet *G)
 
 static void bench_g_forward(const p2p_backend *cpu, int n)
 {
-	static p2p_backend rec;
-	inner = cpu;
-	rec = *cpu;
-	rec.gemm = rec_gemm;
+	const p2p_backend *rec = recorder(cpu);
 	unet G;
-	unet_init(&G, &rec, 256, n);
+	unet_init(&G, rec, 256, n);
 	/* record the GEMM calls of one forward, then time forwards */
 	ncalls = 0, recording = 1;
-	unet_forward(&rec, &G);
+	unet_forward(rec, &G);
 	recording = 0;
 	double best = 1e30, gin = 0;
 	int reps = 0;
 	for (double t0 = now(); reps < 2 || now() - t0 < 2 * min_time; reps++) {
 		gemm_secs = 0;
 		double t = now();
-		unet_forward(&rec, &G);
+		unet_forward(rec, &G);
 		t = now() - t;
 		if (t < best)
 			best = t, gin = gemm_secs;
 	}
 	/* the same GEMMs alone, on the same buffers (the activations they
 	 * overwrite are not looked at again) */
-	double galone = 1e30;
-	reps = 0;
-	for (double t0 = now(); reps < 2 || now() - t0 < 2 * min_time; reps++) {
-		double t = now();
-		for (int i = 0; i < ncalls; i++) {
-			gemm_call *c = &calls[i];
-			cpu->gemm(c->ta, c->tb, c->m, c->n, c->k, c->alpha, c->a, c->lda, c->b, c->ldb,
-			          c->beta, c->c, c->ldc);
-		}
-		t = now() - t;
-		galone = t < galone ? t : galone;
-	}
+	double galone = replay(2 * min_time);
 	double fl = 0;
 	for (int i = 0; i < ncalls; i++)
 		fl += 2.0 * calls[i].m * calls[i].n * calls[i].k;
 	printf("G forward 256, batch %d: %.1f ms (GEMMs inside it %.1f ms); its %d GEMMs alone %.1f ms "
 	       "(%.1f GFLOP/s); ratio %.2f\n", n, best * 1e3, gin * 1e3, ncalls, galone * 1e3,
 	       fl / galone * 1e-9, best / galone);
+	fflush(stdout);
 	unet_free(cpu, &G);
 }
 
@@ -304,8 +335,8 @@ int main(int argc, char **argv)
 	       l2 ? l2 : "(unset)", openblas_get_num_threads());
 	double peak = sgemm_gflops(2048);
 	printf("sgemm 2048x2048x2048: %.1f GFLOP/s\n\n", peak);
-	printf("%-4s %-6s %2s %10s %9s %5s %8s %7s %6s %8s %7s %6s\n", "net", "layer", "n", "channels",
-	       "input", "", "fwd ms", "GFLOP/s", "sgemm", "bwd ms", "GFLOP/s", "sgemm");
+	printf("%-4s %-6s %2s %10s %9s %5s %8s %6s %5s %5s %8s %6s %5s %5s\n", "net", "layer", "n",
+	       "channels", "input", "", "fwd ms", "GF/s", "sgemm", "/gemm", "bwd ms", "GF/s", "sgemm", "/gemm");
 	shape L[64];
 	int nl = 0;
 	for (int n = 1; n <= (quick ? 1 : 8); n += 7)
