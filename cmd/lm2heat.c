@@ -22,6 +22,7 @@
 
 typedef struct {
 	const char *outdir;
+	int to_stdout;          /* -o -: .npy files to stdout, no records */
 	const char *input;
 	double sigma;
 	int *sel, nsel;         /* --points indices; nsel 0 = all */
@@ -36,6 +37,8 @@ typedef struct {
 	cJSON *obj;             /* NULL when the line itself was bad */
 	long line;
 	char *msg;              /* why it is skipped (malloc'd), or NULL */
+	unsigned char *map;     /* -o -: the heatmap, h x w, for stdout */
+	int h, w;
 } slot;
 
 static void usage(void)
@@ -44,7 +47,8 @@ static void usage(void)
 	       "               [--shard I/N] [--strict] [--progress|--quiet] [FILE.jsonl | -]\n"
 	       "Write a Gaussian heatmap DIR/ID.npy (uint8, H x W) for each sample record\n"
 	       "and copy the records to stdout with \"heatmap\" added.\n"
-	       "  -o, --out DIR       folder for the .npy files (created if missing)\n"
+	       "  -o, --out DIR       folder for the .npy files (created if missing);\n"
+	       "                      '-' writes the .npy files to stdout instead of records\n"
 	       "  -s, --sigma S       Gaussian sigma in pixels (default 2.0)\n"
 	       "  -p, --points LIST   landmark indices to draw, or 'all' (default)\n"
 	       "      --size S|WxH    heatmap size; default: the size of each record's image\n"
@@ -140,6 +144,7 @@ static void parse_args(int argc, char **argv, options *o)
 	if (argc - optind > 1)
 		p2p_usage_error("one input at most (FILE.jsonl or -), got %d", argc - optind);
 	o->input = optind < argc ? argv[optind] : "-";
+	o->to_stdout = strcmp(o->outdir, "-") == 0;
 }
 
 /* An id becomes a file name: no '/', no leading '.', no control characters. */
@@ -183,12 +188,14 @@ static char *heatmap_path(const char *dir, const char *id)
 	return p;
 }
 
-/* Render and write one record's heatmap and add "heatmap" to it; -1 with a
- * message (without the FILE:LINE prefix) when the record is bad. */
-static int do_record(const options *o, cJSON *obj)
+/* Render and write one record's heatmap and add "heatmap" to it (with -o -,
+ * keep the heatmap in the slot); -1 with a message (without the FILE:LINE
+ * prefix) when the record is bad. */
+static int do_record(const options *o, slot *sl)
 {
-	const char *id = p2p_json_string(obj, "id");
-	if (!id || check_id(id))
+	cJSON *obj = sl->obj;
+	const char *id = NULL;
+	if (!o->to_stdout && (!(id = p2p_json_string(obj, "id")) || check_id(id)))
 		return -1;
 	float *xy;
 	int n;
@@ -224,12 +231,18 @@ static int do_record(const options *o, cJSON *obj)
 		}
 	}
 	unsigned char *map = malloc((size_t)w * h);
-	char *path = heatmap_path(o->outdir, id);
+	char *path = o->to_stdout ? NULL : heatmap_path(o->outdir, id);
 	int rc = -1;
-	if (!map || !path)
+	if (!map || (!path && !o->to_stdout)) {
 		p2p_err("out of memory");
-	else if (!p2p_heatmap_render(map, h, w, xy, n, o->sigma)
-	         && !p2p_npy_write(path, P2P_U8, 2, (long[]){ h, w }, map)) {
+	} else if (o->to_stdout) {
+		if (!p2p_heatmap_render(map, h, w, xy, n, o->sigma)) {
+			sl->map = map, sl->h = h, sl->w = w;
+			map = NULL;
+			rc = 0;
+		}
+	} else if (!p2p_heatmap_render(map, h, w, xy, n, o->sigma)
+	           && !p2p_npy_write(path, P2P_U8, 2, (long[]){ h, w }, map)) {
 		cJSON *v = cJSON_CreateString(path);
 		if (!v)
 			p2p_err("out of memory");
@@ -318,7 +331,7 @@ int main(int argc, char **argv)
 	parse_args(argc, argv, &o);
 	if (!o.size_w && p2p_image_init(argv[0]))
 		p2p_die_lib();
-	if (p2p_mkdirs(o.outdir))
+	if (!o.to_stdout && p2p_mkdirs(o.outdir))
 		p2p_die_lib();
 	p2p_jsonl r;
 	if (p2p_jsonl_open(&r, o.input))
@@ -353,7 +366,7 @@ int main(int argc, char **argv)
 			b[m].msg = rc < 0 ? strdup(p2p_errmsg()) : NULL;
 			const cJSON *id = obj ? cJSON_GetObjectItemCaseSensitive(obj, "id") : NULL;
 			long first;
-			if (cJSON_IsString(id) && id->valuestring
+			if (!o.to_stdout && cJSON_IsString(id) && id->valuestring
 			    && (first = idset_add(&seen, id->valuestring, r.line))) {
 				char why[320];
 				snprintf(why, sizeof why, "duplicate id '%.200s' (first on line %ld)",
@@ -367,9 +380,10 @@ int main(int argc, char **argv)
 		/* Render and write them in parallel; messages are per thread. */
 		#pragma omp parallel for schedule(dynamic, 4)
 		for (int i = 0; i < m; i++)
-			if (b[i].obj && do_record(&o, b[i].obj))
+			if (b[i].obj && do_record(&o, &b[i]))
 				b[i].msg = located(r.name, b[i].line, p2p_errmsg());
-		vips_error_clear();
+		if (!o.size_w)
+			vips_error_clear();
 		/* Report and emit in input order. */
 		for (int i = 0; i < m; i++) {
 			if (b[i].msg) {
@@ -377,15 +391,17 @@ int main(int argc, char **argv)
 					p2p_die(1, "%s", b[i].msg);
 				p2p_warn("%s", b[i].msg);
 				skipped++;
-			} else if (p2p_jsonl_write(stdout, b[i].obj)) {
+			} else if (o.to_stdout ? p2p_npy_write("-", P2P_U8, 2,
+			                                         (long[]){ b[i].h, b[i].w }, b[i].map)
+			                       : p2p_jsonl_write(stdout, b[i].obj)) {
 				p2p_die_lib();
 			} else {
 				written++;
 			}
 			cJSON_Delete(b[i].obj);
 			free(b[i].msg);
-			b[i].obj = NULL;
-			b[i].msg = NULL;
+			free(b[i].map);
+			memset(&b[i], 0, sizeof b[i]);
 		}
 		p2p_progress_update(&bar, written + skipped, NULL);
 	}
