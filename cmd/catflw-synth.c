@@ -93,6 +93,7 @@ typedef struct {
 	p2p_canvas cv;
 	float *fur;             /* coverage of fur (head, ears, body) */
 	float *small;           /* low-resolution background, 3 channels */
+	float *wide;            /* the same, upsampled across only */
 	p2p_image img;
 	p2p_path a, b, c;
 	p2p_noise nz;
@@ -702,25 +703,28 @@ static void draw_background(workspace *w, const cat *k, p2p_rng *r)
 			}
 			memcpy(w->small + 3 * (y * L + x), col, sizeof col);
 		}
-	/* bilinear upsampling */
+	/* bilinear upsampling: every low row across to full width, then
+	 * each output row between two of those */
 	float step = (float)L / S;
-	for (int y = 0; y < S; y++) {
-		float fy = (y + 0.5f) * step - 0.5f;
-		fy = clampf(fy, 0, L - 1.001f);
-		int y0 = (int)fy;
-		float ty = fy - y0;
-		float *dst = w->cv.rgb + (size_t)3 * y * S;
-		const float *r0 = w->small + 3 * y0 * L, *r1 = r0 + 3 * L;
+	for (int y = 0; y < L; y++) {
+		const float *src = w->small + 3 * y * L;
+		float *dst = w->wide + (size_t)3 * y * S;
 		for (int x = 0; x < S; x++) {
 			float fx = clampf((x + 0.5f) * step - 0.5f, 0, L - 1.001f);
 			int x0 = (int)fx;
 			float tx = fx - x0;
-			for (int c = 0; c < 3; c++) {
-				float a = r0[3 * x0 + c] + (r0[3 * x0 + 3 + c] - r0[3 * x0 + c]) * tx;
-				float b = r1[3 * x0 + c] + (r1[3 * x0 + 3 + c] - r1[3 * x0 + c]) * tx;
-				dst[3 * x + c] = a + (b - a) * ty;
-			}
+			for (int c = 0; c < 3; c++)
+				dst[3 * x + c] = src[3 * x0 + c] + (src[3 * x0 + 3 + c] - src[3 * x0 + c]) * tx;
 		}
+	}
+	for (int y = 0; y < S; y++) {
+		float fy = clampf((y + 0.5f) * step - 0.5f, 0, L - 1.001f);
+		int y0 = (int)fy;
+		float ty = fy - y0;
+		const float *r0 = w->wide + (size_t)3 * y0 * S, *r1 = r0 + 3 * S;
+		float *dst = w->cv.rgb + (size_t)3 * y * S;
+		for (int i = 0; i < 3 * S; i++)
+			dst[i] = r0[i] + (r1[i] - r0[i]) * ty;
 	}
 	if (chance(r, 0.35)) {          /* bokeh */
 		int n = 8 + (int)p2p_rng_below(r, 25);
@@ -922,7 +926,7 @@ static void fur_pass(workspace *w, const cat *k)
 			float across = fast_atan2(dv, du);
 			float n1 = p2p_noise2(&w->nz, across * fine, along * 5);
 			/* strands crowd together at the nose: fade them there */
-			n1 = 0.5f + (n1 - 0.5f) * fminf(1, along * 4);
+			n1 = 0.5f + (n1 - 0.5f) * (along < 0.25f ? along * 4 : 1);
 			float n2 = p2p_noise2(&w->nz, u * 5 + 50, v * 5 + 50);
 			float f = shade * (0.86f + 0.28f * n1) * (0.92f + 0.16f * n2);
 			f = 1 + (f - 1) * a;
@@ -1156,7 +1160,8 @@ static int workspace_init(workspace *w, int S)
 		return -1;
 	w->fur = malloc((size_t)S * S * sizeof(float));
 	w->small = malloc((size_t)L * L * 3 * sizeof(float));
-	return w->fur && w->small ? 0 : p2p_err("out of memory");
+	w->wide = malloc((size_t)L * S * 3 * sizeof(float));
+	return w->fur && w->small && w->wide ? 0 : p2p_err("out of memory");
 }
 
 static void workspace_free(workspace *w)
@@ -1165,6 +1170,7 @@ static void workspace_free(workspace *w)
 	p2p_image_free(&w->img);
 	free(w->fur);
 	free(w->small);
+	free(w->wide);
 	p2p_path_free(&w->a);
 	p2p_path_free(&w->b);
 	p2p_path_free(&w->c);
@@ -1304,6 +1310,9 @@ int main(int argc, char **argv)
 	p2p_cli_init(argv[0]);
 	options o;
 	parse(argc, argv, &o);
+	/* images are drawn in parallel already: libvips's own worker threads
+	 * for each PNG would only wait on each other */
+	setenv("VIPS_CONCURRENCY", "1", 0);
 	if (p2p_image_init(argv[0]))
 		p2p_die_lib();
 	if (run(&o))

@@ -29,9 +29,9 @@ void p2p_canvas_to_image(const p2p_canvas *c, p2p_image *img)
 {
 	size_t n = (size_t)c->w * c->h * 3;
 	for (size_t i = 0; i < n; i++) {
-		float v = c->rgb[i];
-		v = v < 0 ? 0 : v > 1 ? 1 : v;
-		img->px[i] = (unsigned char)(v * 255.0f + 0.5f);
+		float v = c->rgb[i] * 255.0f + 0.5f;
+		v = v < 0 ? 0 : v > 255 ? 255 : v;
+		img->px[i] = (unsigned char)v;
 	}
 }
 
@@ -417,24 +417,6 @@ void p2p_noise_init(p2p_noise *nz, p2p_rng *rng)
 	p2p_rng_shuffle(rng, idx, 256);
 	for (int i = 0; i < 512; i++)
 		nz->perm[i] = (uint8_t)idx[i & 255];
-}
-
-static inline float lattice(const p2p_noise *nz, int x, int y)
-{
-	return nz->val[nz->perm[nz->perm[x & 255] + (y & 255)]];
-}
-
-float p2p_noise2(const p2p_noise *nz, float x, float y)
-{
-	float fx = floorf(x), fy = floorf(y);
-	int ix = (int)fx, iy = (int)fy;
-	float tx = x - fx, ty = y - fy;
-	tx = tx * tx * (3 - 2 * tx);
-	ty = ty * ty * (3 - 2 * ty);
-	float a = lattice(nz, ix, iy), b = lattice(nz, ix + 1, iy);
-	float c = lattice(nz, ix, iy + 1), d = lattice(nz, ix + 1, iy + 1);
-	float top = a + (b - a) * tx, bot = c + (d - c) * tx;
-	return top + (bot - top) * ty;
 }
 
 float p2p_noise_fbm(const p2p_noise *nz, float x, float y, int octaves, float gain)

@@ -80,7 +80,22 @@ typedef struct {
 } p2p_noise;
 
 void p2p_noise_init(p2p_noise *nz, p2p_rng *rng);
-float p2p_noise2(const p2p_noise *nz, float x, float y);         /* [0, 1] */
+
+/* [0, 1]; inline, as textures call it for every pixel */
+static inline float p2p_noise2(const p2p_noise *nz, float x, float y)
+{
+	float fx = __builtin_floorf(x), fy = __builtin_floorf(y);
+	int ix = (int)fx & 255, iy = (int)fy & 255, ix1 = (ix + 1) & 255, iy1 = (iy + 1) & 255;
+	float tx = x - fx, ty = y - fy;
+	tx = tx * tx * (3 - 2 * tx);
+	ty = ty * ty * (3 - 2 * ty);
+	const uint8_t *p = nz->perm;
+	float a = nz->val[p[p[ix] + iy]], b = nz->val[p[p[ix1] + iy]];
+	float c = nz->val[p[p[ix] + iy1]], d = nz->val[p[p[ix1] + iy1]];
+	float top = a + (b - a) * tx, bot = c + (d - c) * tx;
+	return top + (bot - top) * ty;
+}
+
 /* Sum of octaves (frequency x2, amplitude x gain each), normalised to [0, 1]. */
 float p2p_noise_fbm(const p2p_noise *nz, float x, float y, int octaves, float gain);
 
