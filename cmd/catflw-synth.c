@@ -673,8 +673,10 @@ static void draw_background(workspace *w, const cat *k, p2p_rng *r)
 			case 1: {       /* boards with grain */
 				float a = (u * ca + v * sa) * period;
 				float g = p2p_noise2(&w->nz, (u * sa - v * ca) * 4, a * 3 + 40);
-				float e = clampf((fabsf(a - floorf(a) - 0.5f) - 0.4f) * 10, 0, 1);
-				float edge = 1 - 0.4f * e * e;
+				/* wide enough to survive the low resolution without aliasing */
+				float e = clampf((fabsf(a - floorf(a) - 0.5f) - 0.5f + 2.5f * period / L) /
+				                 (2.5f * period / L), 0, 1);
+				float edge = 1 - 0.35f * e;
 				mix(c1, c2, 0.3f * g, col);
 				scale3(col, edge * (0.85f + 0.3f * n), col);
 				break;
@@ -1280,7 +1282,7 @@ static void parse(int argc, char **argv, options *o)
 		switch (c) {
 		case 'o': o->out = optarg; break;
 		case 'n': o->count = p2p_opt_long("-n", optarg, 1, 99999999); break;
-		case 's': o->size = (int)p2p_opt_long("-s", optarg, 32, 8192); break;
+		case 's': o->size = (int)p2p_opt_long("-s", optarg, 32, 4096); break;
 		case OPT_SEED:
 			o->seed = (unsigned long long)p2p_opt_long("--seed", optarg, 0, 0x7fffffffffffffffL);
 			break;

@@ -122,7 +122,7 @@ Try 'catflw-synth --help' for more information." ]
 	run -2 --separate-stderr catflw-synth -o out -n ten
 	[ "${stderr%%$'\n'*}" = "catflw-synth: -n: not an integer: 'ten'" ]
 	run -2 --separate-stderr catflw-synth -o out -s 16
-	[ "${stderr%%$'\n'*}" = "catflw-synth: -s: 16 is out of range [32, 8192]" ]
+	[ "${stderr%%$'\n'*}" = "catflw-synth: -s: 16 is out of range [32, 4096]" ]
 	run -2 --separate-stderr catflw-synth -o out --seed -1
 	[ "${stderr%%$'\n'*}" = "catflw-synth: --seed: -1 is out of range [0, 9223372036854775807]" ]
 	run -2 --separate-stderr catflw-synth -o out -j 0
@@ -147,6 +147,14 @@ Try 'catflw-synth --help' for more information." ]
 	run -1 --separate-stderr catflw-synth -o file/set -n 1 -s 64
 	[ "$stderr" = "catflw-synth: file/set: cannot create folder: Not a directory" ]
 	[ -z "$output" ]
+}
+
+@test "a file that cannot be written: exit 1, one line naming it" {
+	mkdir -p out/images/00000001_000.png
+	run -1 --separate-stderr catflw-synth -q -o out -n 3 -s 64 -j 1
+	[ "$stderr" = "catflw-synth: out/images/00000001_000.png: cannot write: Is a directory" ]
+	# what was written is whole, and no temp file is left
+	[ -z "$(find out -name '.*')" ]
 }
 
 @test "--help prints usage on stdout and exits 0" {
