@@ -21,19 +21,22 @@ one). Conv2d weights are (out, in, 4, 4); ConvTranspose2d weights are
 (in, out, 4, 4), PyTorch's layout.
 
 G, the U-Net (1 -> 3 channels, S = 2^k, k levels; ch(i) = ngf * min(2^i, 8)):
-    down.i   Conv2d 4x4 s2 p1, in 1 (i = 0) or ch(i-1), out ch(i)
-    up.i     ConvTranspose2d 4x4 s2 p1, in ch(k-1) (i = k-1) or 2 ch(i),
-             out ch(i-1) (i > 0) or 3 (i = 0)
+    down.i   Conv2d 4x4 s2 p1, in 1 (i = 0) or ch(i-1), out ch(i);
+             i = 0 the outermost (S -> S/2) .. k-1 the innermost (2 -> 1)
+    up.j     ConvTranspose2d 4x4 s2 p1, numbered in the order they run:
+             j = 0 the innermost (1 -> 2) .. k-1 the outermost (S/2 -> S);
+             up.j works at level i = k-1-j: in ch(k-1) (j = 0) or 2 ch(i),
+             out ch(i-1) (j < k-1) or 3 (j = k-1)
   forward, with d_i the output of level i on the way down:
     d_0 = down.0(x)
     d_i = IN(down.i(LReLU(d_{i-1})))      0 < i < k-1   (LReLU slope 0.2)
     d_{k-1} = down.{k-1}(LReLU(d_{k-2}))   the innermost: no norm (1x1 at any S)
     u = d_{k-1}
-    for i = k-1 down to 1:
-        u = cat([d_{i-1}, Drop(IN(up.i(ReLU(u))))], channels)   skip first, then up
-            Drop: dropout 0.5 only at i = k-1, k-2, k-3 (the first three up
-            blocks after the 1x1 bottleneck), and only when sampling/training
-    y = tanh(up.0(ReLU(u)))
+    for j = 0 .. k-2 (level i = k-1-j):
+        u = cat([d_{i-1}, Drop(IN(up.j(ReLU(u))))], channels)   skip first, then up
+            Drop: dropout 0.5 at j = 0, 1, 2 only (the first three up blocks,
+            right after the 1x1 bottleneck), and only when sampling/training
+    y = tanh(up.{k-1}(ReLU(u)))
   IN = InstanceNorm2d(eps 1e-5, no affine, no running statistics), so training
   and inference normalise alike; only dropout differs.
 
@@ -46,14 +49,14 @@ G, the U-Net (1 -> 3 channels, S = 2^k, k levels; ch(i) = ngf * min(2^i, 8)):
     down.5.weight (512, 512, 4, 4)    down.5.bias (512,)
     down.6.weight (512, 512, 4, 4)    down.6.bias (512,)
     down.7.weight (512, 512, 4, 4)    down.7.bias (512,)
-    up.0.weight (128, 3, 4, 4)        up.0.bias (3,)
-    up.1.weight (256, 64, 4, 4)       up.1.bias (64,)
-    up.2.weight (512, 128, 4, 4)      up.2.bias (128,)
-    up.3.weight (1024, 256, 4, 4)     up.3.bias (256,)
-    up.4.weight (1024, 512, 4, 4)     up.4.bias (512,)
-    up.5.weight (1024, 512, 4, 4)     up.5.bias (512,)
-    up.6.weight (1024, 512, 4, 4)     up.6.bias (512,)
-    up.7.weight (512, 512, 4, 4)      up.7.bias (512,)
+    up.0.weight (512, 512, 4, 4)      up.0.bias (512,)
+    up.1.weight (1024, 512, 4, 4)     up.1.bias (512,)
+    up.2.weight (1024, 512, 4, 4)     up.2.bias (512,)
+    up.3.weight (1024, 512, 4, 4)     up.3.bias (512,)
+    up.4.weight (1024, 256, 4, 4)     up.4.bias (256,)
+    up.5.weight (512, 128, 4, 4)      up.5.bias (128,)
+    up.6.weight (256, 64, 4, 4)       up.6.bias (64,)
+    up.7.weight (128, 3, 4, 4)        up.7.bias (3,)
 
 D, the PatchGAN (input cat([heatmap, rgb]), 4 channels):
     conv.0  Conv2d 4 -> ndf, s2 p1, LReLU
@@ -205,10 +208,12 @@ class UNet(nn.Module):
         ch = [ngf * min(2 ** i, 8) for i in range(k)]
         self.down = nn.ModuleList(
             nn.Conv2d(in_ch if i == 0 else ch[i - 1], ch[i], 4, 2, 1) for i in range(k))
+        # up.j runs j-th, at level i = k-1-j
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(ch[i] if i == k - 1 else 2 * ch[i],
-                               ch[i - 1] if i > 0 else out_ch, 4, 2, 1) for i in range(k))
-        self.dropout_levels = {k - 1, k - 2, k - 3}
+                               ch[i - 1] if i > 0 else out_ch, 4, 2, 1)
+            for i in range(k - 1, -1, -1))
+        self.dropout_blocks = {0, 1, 2}
         self.dropout = False    # on only when asked: training, --stochastic
 
     def forward(self, x):
@@ -218,12 +223,12 @@ class UNet(nn.Module):
             h = self.down[i](tf.leaky_relu(d[-1], 0.2))
             d.append(_inorm(h) if i < k - 1 else h)
         u = d[k - 1]
-        for i in range(k - 1, 0, -1):
-            h = _inorm(self.up[i](tf.relu(u)))
-            if i in self.dropout_levels:
+        for j in range(k - 1):
+            h = _inorm(self.up[j](tf.relu(u)))
+            if j in self.dropout_blocks:
                 h = tf.dropout(h, 0.5, training=self.dropout)
-            u = torch.cat([d[i - 1], h], 1)
-        return torch.tanh(self.up[0](tf.relu(u)))
+            u = torch.cat([d[k - 2 - j], h], 1)
+        return torch.tanh(self.up[k - 1](tf.relu(u)))
 
 
 class PatchGAN(nn.Module):
@@ -533,7 +538,7 @@ def cmd_selftest(args):
         path = os.path.join(d, "w.safetensors")
         save_weights(G, path, "G.", {"size": 32})
         t, meta = st_load(path)
-        assert meta == {"size": "32"} and "G.up.0.bias" in t
+        assert meta == {"size": "32"} and t["G.up.4.bias"].shape == (3,)
         G2 = UNet(32, 8)
         load_weights(G2, path, "G.")
         assert torch.equal(G2(x), y)
