@@ -1,9 +1,12 @@
 /* The CPU backend's thread pool (see cpu_pool.h). Workers start on first
- * use and are joined at exit, so valgrind sees no lost thread. */
+ * use and are joined at exit, so valgrind sees no lost thread. A second
+ * caller while a job runs (another thread, or a job's own function) runs
+ * its loop inline rather than wait; a forked child starts its own workers. */
 #include "cpu_pool.h"
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #define MAXT 64
@@ -16,6 +19,7 @@ static struct {
 	int nth;                /* workers running */
 	int want;               /* threads wanted, caller included; 0 = not set */
 	int stop, pending, registered;
+	atomic_int busy;
 	long gen;
 	p2p_range_fn fn;
 	void *ctx;
@@ -77,11 +81,23 @@ void p2p_pool_set_threads(int n)
 	pool.want = n < 1 ? 1 : n > MAXT ? MAXT : n;
 }
 
+/* The child of a fork has none of the parent's workers. */
+static void pool_forked(void)
+{
+	pthread_mutex_init(&pool.mu, NULL);
+	pthread_cond_init(&pool.go, NULL);
+	pthread_cond_init(&pool.done, NULL);
+	pool.nth = 0;
+	pool.stop = 0;
+	atomic_store(&pool.busy, 0);
+}
+
 /* Start the workers (ids 1..want-1); on failure run with fewer. */
 static void pool_start(void)
 {
 	if (!pool.registered) {
 		atexit(pool_stop);
+		pthread_atfork(NULL, NULL, pool_forked);
 		pool.registered = 1;
 	}
 	int want = p2p_pool_threads();
@@ -96,12 +112,17 @@ static void pool_start(void)
 
 void p2p_pool_run(long n, int parts, p2p_range_fn fn, void *ctx)
 {
-	if (parts > 1 && pool.nth + 1 < parts)
+	if (parts <= 1 || n <= 1 || atomic_exchange(&pool.busy, 1)) {
+		fn(ctx, 0, n);
+		return;
+	}
+	if (pool.nth + 1 < parts)
 		pool_start();
 	if (parts > pool.nth + 1)
 		parts = pool.nth + 1;
-	if (parts <= 1 || n <= 1) {
+	if (parts <= 1) {
 		fn(ctx, 0, n);
+		atomic_store(&pool.busy, 0);
 		return;
 	}
 	pthread_mutex_lock(&pool.mu);
@@ -115,4 +136,5 @@ void p2p_pool_run(long n, int parts, p2p_range_fn fn, void *ctx)
 	while (pool.pending > 0)
 		pthread_cond_wait(&pool.done, &pool.mu);
 	pthread_mutex_unlock(&pool.mu);
+	atomic_store(&pool.busy, 0);
 }

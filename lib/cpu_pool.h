@@ -1,6 +1,7 @@
 /* A small thread pool for the CPU backend's loops. Workers sleep on a
  * condition variable between jobs, never spinning, so they leave the cores
- * to OpenBLAS's own threads while a GEMM runs. One caller at a time. */
+ * to OpenBLAS's own threads while a GEMM runs. A caller that finds the pool
+ * busy (another thread's job) runs its loop on its own thread. */
 #ifndef P2P_CPU_POOL_H
 #define P2P_CPU_POOL_H
 

@@ -2,8 +2,11 @@
  * references written here; every backward also against central finite
  * differences of L = sum(y * r). Errors are max |got - ref| / max |ref|.
  * VALGRIND=1 keeps to small shapes. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "err.h"
@@ -585,6 +588,45 @@ static void test_reduction_deterministic(void)
 	free(a), free(b);
 }
 
+/* The backend's thread pool: two threads calling at once, and a forked child. */
+typedef struct { const float *a; size_t n; double s; } sum_job;
+
+static void *sum_thread(void *v)
+{
+	sum_job *j = v;
+	for (int r = 0; r < 20; r++)
+		j->s = be->sum(j->a, j->n);
+	return NULL;
+}
+
+static void test_pool_callers(void)
+{
+	size_t n = 1 << 18;
+	float *a = rvec(n);
+	double want = be->sum(a, n);
+	sum_job j[2] = {{a, n, 0}, {a, n, 0}};
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, sum_thread, &j[i]);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	CHECK(j[0].s == want && j[1].s == want);
+	if (!big) {         /* valgrind counts the child's unfreed memory as errors */
+		free(a);
+		return;
+	}
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(10);      /* a child stuck on the parent's workers dies */
+		_exit(be->sum(a, n) == want ? 0 : 1);
+	}
+	int st = -1;
+	waitpid(pid, &st, 0);
+	CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+	free(a);
+}
+
 int main(void)
 {
 	be = p2p_backend_get("cpu");
@@ -601,5 +643,6 @@ int main(void)
 	RUN(test_concat);
 	RUN(test_losses);
 	RUN(test_reduction_deterministic);
+	RUN(test_pool_callers);
 	return CHECK_DONE();
 }
