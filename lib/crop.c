@@ -1,0 +1,282 @@
+#include "crop.h"
+#include "err.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vips/vips.h>
+
+/* Larger images are refused before decoding: a small file can declare a huge
+ * size (a decompression bomb). CatFLW's largest photos are far below this. */
+#define MAX_PIXELS (1L << 27)
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+int p2p_crop_square(const double *xy, int n, const double *box, const p2p_crop_opts *o,
+		    const char *path, p2p_crop_rect *r)
+{
+	double b[4];
+	if (box) {
+		memcpy(b, box, sizeof b);
+	} else if (n > 0) {
+		b[0] = b[2] = xy[0];
+		b[1] = b[3] = xy[1];
+		for (int i = 1; i < n; i++) {
+			b[0] = fmin(b[0], xy[2 * i]);
+			b[1] = fmin(b[1], xy[2 * i + 1]);
+			b[2] = fmax(b[2], xy[2 * i]);
+			b[3] = fmax(b[3], xy[2 * i + 1]);
+		}
+	} else {
+		return p2p_err("%s: no box and no points to crop around", path);
+	}
+	double cx = 0.5 * (b[0] + b[2]), cy = 0.5 * (b[1] + b[3]);
+	/* A single point (or a degenerate extent) still gets a one-pixel face. */
+	double s = fmax(fmax(b[2] - b[0], b[3] - b[1]), 1.0);
+	s *= 1 + 2 * o->expand;
+
+	/* A point is inside the square of side t about the centre when its
+	 * Chebyshev distance to the centre is at most t/2: the side needed for k
+	 * points is twice the k-th smallest such distance. */
+	int k = (int)ceil(o->min_coverage * n - 1e-9);
+	if (k > n)
+		k = n;
+	if (k > 0) {
+		double *d = malloc(sizeof *d * (size_t)n);
+		if (!d)
+			return p2p_err("%s: out of memory", path);
+		for (int i = 0; i < n; i++)
+			d[i] = fmax(fabs(xy[2 * i] - cx), fabs(xy[2 * i + 1] - cy));
+		qsort(d, (size_t)n, sizeof *d, cmp_double);
+		double need = 2 * d[k - 1];
+		free(d);
+		s = fmax(s, fmin(need, o->max_grow * s));
+	}
+	if (!(s <= P2P_CROP_MAX_SIDE))
+		return p2p_err("%s: the crop would be over %ld pixels wide", path, P2P_CROP_MAX_SIDE);
+
+	/* Outwards to whole pixels: the integer square holds the exact one. */
+	double x0 = floor(cx - s / 2), y0 = floor(cy - s / 2);
+	double side = fmax(ceil(cx + s / 2) - x0, ceil(cy + s / 2) - y0);
+	if (side < 1)
+		side = 1;
+	if (side > P2P_CROP_MAX_SIDE)
+		return p2p_err("%s: the crop would be over %ld pixels wide", path, P2P_CROP_MAX_SIDE);
+	r->x0 = (long)x0;
+	r->y0 = (long)y0;
+	r->side = (long)side;
+	return 0;
+}
+
+double p2p_crop_coverage(const double *xy, int n, const p2p_crop_rect *r)
+{
+	if (n <= 0)
+		return 1;
+	int in = 0;
+	for (int i = 0; i < n; i++) {
+		double x = xy[2 * i], y = xy[2 * i + 1];
+		in += x >= r->x0 && x <= r->x0 + r->side && y >= r->y0 && y <= r->y0 + r->side;
+	}
+	return (double)in / n;
+}
+
+void p2p_crop_map(const p2p_crop_rect *r, int size, const double *xy, int n, double *out)
+{
+	double k = (double)size / (double)r->side;
+	for (int i = 0; i < n; i++) {
+		out[2 * i] = (xy[2 * i] - (double)r->x0) * k;
+		out[2 * i + 1] = (xy[2 * i + 1] - (double)r->y0) * k;
+	}
+}
+
+struct p2p_crop_src {
+	VipsImage *im;
+	char *path;
+};
+
+typedef int (*loader)(const char *filename, VipsImage **out, ...);
+
+/* The loader for a file's first bytes: only the common photo formats, whose
+ * libvips loaders are fuzzed and trusted, never the catch-all ones
+ * (ImageMagick, PDF, SVG) that libvips would otherwise try. */
+static loader sniff(const unsigned char *b, size_t n)
+{
+	if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+		return vips_pngload;
+	if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+		return vips_jpegload;
+	if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
+		return vips_webpload;
+	if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0))
+		return vips_tiffload;
+	return NULL;
+}
+
+p2p_crop_src *p2p_crop_open(const char *path, int *w, int *h)
+{
+	FILE *fp = fopen(path, "rb");
+	if (!fp) {
+		p2p_err_errno("%s", path);
+		return NULL;
+	}
+	unsigned char magic[12];
+	size_t got = fread(magic, 1, sizeof magic, fp);
+	fclose(fp);
+	loader load = sniff(magic, got);
+	if (!load) {
+		p2p_err("%s: not a PNG, JPEG, WebP or TIFF image", path);
+		return NULL;
+	}
+	VipsImage *im = NULL;
+	if (load(path, &im, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL)) {
+		vips_error_clear();
+		p2p_err("%s: corrupt image header", path);
+		return NULL;
+	}
+	if ((long)im->Xsize * im->Ysize > MAX_PIXELS) {
+		p2p_err("%s: %dx%d is too large an image", path, im->Xsize, im->Ysize);
+		g_object_unref(im);
+		return NULL;
+	}
+	p2p_crop_src *s = malloc(sizeof *s);
+	char *p = strdup(path);
+	if (!s || !p) {
+		free(s);
+		free(p);
+		g_object_unref(im);
+		p2p_err("%s: out of memory", path);
+		return NULL;
+	}
+	s->im = im;
+	s->path = p;
+	*w = im->Xsize;
+	*h = im->Ysize;
+	return s;
+}
+
+void p2p_crop_close(p2p_crop_src *src)
+{
+	if (!src)
+		return;
+	g_object_unref(src->im);
+	free(src->path);
+	free(src);
+}
+
+/* in as 8-bit RGB without alpha (alpha flattened onto black), in *out. */
+static int to_rgb8(VipsObject *scope, VipsImage *in, VipsImage **out)
+{
+	VipsImage **t = (VipsImage **)vips_object_local_array(scope, 5);
+	if (vips_image_hasalpha(in)) {
+		if (vips_flatten(in, &t[0], NULL))
+			return -1;
+		in = t[0];
+	}
+	if (in->BandFmt != VIPS_FORMAT_UCHAR || in->Type == VIPS_INTERPRETATION_CMYK) {
+		if (vips_colourspace(in, &t[1], VIPS_INTERPRETATION_sRGB, NULL))
+			return -1;
+		in = t[1];
+	}
+	if (in->BandFmt != VIPS_FORMAT_UCHAR) {
+		if (vips_cast_uchar(in, &t[2], NULL))
+			return -1;
+		in = t[2];
+	}
+	if (in->Bands < 3) {
+		if (vips_extract_band(in, &t[3], 0, NULL))
+			return -1;
+		VipsImage *grey[3] = { t[3], t[3], t[3] };
+		if (vips_bandjoin(grey, &t[4], 3, NULL))
+			return -1;
+		in = t[4];
+	} else if (in->Bands > 3) {
+		if (vips_extract_band(in, &t[3], 0, "n", 3, NULL))
+			return -1;
+		in = t[3];
+	}
+	*out = in;
+	return 0;
+}
+
+int p2p_crop_render(p2p_crop_src *src, const p2p_crop_rect *r, int size, int pad, int quality,
+		    void **buf, size_t *n)
+{
+	*buf = NULL;
+	*n = 0;
+	if (labs(r->x0) > 10000000L || labs(r->y0) > 10000000L || r->side < 1 || r->side > P2P_CROP_MAX_SIDE)
+		return p2p_err("%s: the crop [%ld, %ld, %ld] is out of reach", src->path, r->x0, r->y0, r->side);
+	VipsObject *scope = VIPS_OBJECT(vips_image_new());
+	VipsImage **t = (VipsImage **)vips_object_local_array(scope, 6);
+	VipsImage *in;
+	int w = src->im->Xsize, h = src->im->Ysize;
+	int x0 = (int)r->x0, y0 = (int)r->y0, side = (int)r->side;
+	void *jpg = NULL;
+	size_t len = 0;
+
+	if (to_rgb8(scope, src->im, &in))
+		goto fail;
+	if (x0 >= 0 && y0 >= 0 && x0 + side <= w && y0 + side <= h) {
+		if (vips_extract_area(in, &t[0], x0, y0, side, side, NULL))
+			goto fail;
+	} else {
+		/* Embed in a canvas that holds both the image and the square
+		 * (vips_embed wants them to overlap), then cut the square. */
+		VipsExtend ext = pad == P2P_PAD_EDGE ? VIPS_EXTEND_COPY : VIPS_EXTEND_BLACK;
+		int ux = x0 < 0 ? x0 : 0, uy = y0 < 0 ? y0 : 0;
+		int uw = (x0 + side > w ? x0 + side : w) - ux, uh = (y0 + side > h ? y0 + side : h) - uy;
+		if (vips_embed(in, &t[3], -ux, -uy, uw, uh, "extend", ext, NULL) ||
+		    vips_extract_area(t[3], &t[0], x0 - ux, y0 - uy, side, side, NULL))
+			goto fail;
+	}
+	in = t[0];
+	double k = (double)size / side;
+	if (side > size) {
+		if (vips_resize(in, &t[1], k, "kernel", VIPS_KERNEL_LANCZOS3, NULL))
+			goto fail;
+		in = t[1];
+	} else if (side < size) {
+		/* vips_resize's upsizing is half an output pixel off the
+		 * pixel-centre mapping that its shrinking keeps; an affine with
+		 * the centres aligned (input +0.5, output -0.5) is not. */
+		VipsInterpolate *bicubic = vips_interpolate_new("bicubic");
+		VipsArrayInt *area = vips_array_int_newv(4, 0, 0, size, size);
+		int bad = !bicubic || !area ||
+			  vips_affine(in, &t[1], k, 0.0, 0.0, k, "interpolate", bicubic, "oarea", area,
+				      "idx", 0.5, "idy", 0.5, "odx", -0.5, "ody", -0.5,
+				      "extend", VIPS_EXTEND_COPY, NULL);
+		if (bicubic)
+			g_object_unref(bicubic);
+		if (area)
+			vips_area_unref(VIPS_AREA(area));
+		if (bad)
+			goto fail;
+		in = t[1];
+	}
+	/* libvips rounds the output size; pin it to exactly size. */
+	if (in->Xsize != size || in->Ysize != size) {
+		if (vips_embed(in, &t[2], 0, 0, size, size, "extend", VIPS_EXTEND_COPY, NULL))
+			goto fail;
+		in = t[2];
+	}
+	if (vips_jpegsave_buffer(in, &jpg, &len, "Q", quality, "strip", TRUE, NULL))
+		goto fail;
+	g_object_unref(scope);
+	/* Ours to free with free(), whatever allocator glib uses. */
+	*buf = malloc(len);
+	if (*buf) {
+		memcpy(*buf, jpg, len);
+		*n = len;
+	}
+	g_free(jpg);
+	return *buf ? 0 : p2p_err("%s: out of memory", src->path);
+fail:
+	vips_error_clear();
+	g_object_unref(scope);
+	return p2p_err("%s: corrupt or truncated image", src->path);
+}
