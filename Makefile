@@ -17,7 +17,7 @@ PKGS      := vips libcjson openblas
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-P2P_CFLAGS = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -fopenmp -Ilib \
+P2P_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Ilib \
              $(PKG_CFLAGS) -MMD -MP
 P2P_LIBS   = $(PKG_LIBS) -lm -lpthread -fopenmp
 
