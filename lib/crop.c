@@ -122,7 +122,7 @@ p2p_crop_src *p2p_crop_open(const char *path, int *w, int *h)
 {
 	FILE *fp = fopen(path, "rb");
 	if (!fp) {
-		p2p_err_errno("%s", path);
+		p2p_err_errno("%s: cannot open", path);
 		return NULL;
 	}
 	unsigned char magic[12];

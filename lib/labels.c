@@ -109,7 +109,11 @@ int p2p_labels_parse_catflw(const char *buf, size_t n, const char *name, p2p_lab
 	memcpy(text, buf, n);
 	text[n] = 0;
 	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(text, n + 1, &end, 1);
+	cJSON *root;
+	/* cJSON records a failed parse in a global; keep parsers from racing
+	 * on it when samples are read in parallel. */
+#pragma omp critical(p2p_cjson_parse)
+	root = cJSON_ParseWithLengthOpts(text, n + 1, &end, 1);
 	if (!root) {
 		size_t off = end && end >= text && end <= text + n ? (size_t)(end - text) : n;
 		while (off < n && isspace((unsigned char)text[off]))
@@ -208,20 +212,21 @@ int p2p_labels_read(const char *path, p2p_labels *l)
 	memset(l, 0, sizeof *l);
 	FILE *fp = fopen(path, "rb");
 	if (!fp)
-		return p2p_err_errno("%s", path);
+		return p2p_err_errno("%s: cannot open", path);
 	/* One byte more than allowed, to tell "too large" from "just fits". */
 	char *buf = malloc(P2P_LABELS_MAX_BYTES + 1);
 	if (!buf) {
 		fclose(fp);
 		return p2p_err("%s: out of memory", path);
 	}
+	errno = 0;
 	size_t n = fread(buf, 1, P2P_LABELS_MAX_BYTES + 1, fp);
-	int bad = ferror(fp);
+	int bad = ferror(fp), e = errno ? errno : EIO;
 	fclose(fp);
 	int rc;
 	if (bad) {
-		errno = EIO;
-		rc = p2p_err_errno("%s: read failed", path);
+		errno = e;
+		rc = p2p_err_errno("%s: cannot read", path);
 	} else if (ends_with(path, ".cat")) {
 		rc = p2p_labels_parse_cat(buf, n, path, l);
 	} else {
