@@ -476,6 +476,48 @@ done:
 	return line;
 }
 
+/* The results of the samples, printed strictly in job order as soon as each
+ * one's predecessors are out: a slow sample never holds a thread idle. */
+typedef struct {
+	char **line, **why;     /* per job: its JSON line or its message */
+	char *ready;            /* per job: finished */
+	long next;              /* the first job not yet printed */
+	long cropped, skipped;
+	int stop;               /* 1: --strict met a bad sample; 2: stdout failed */
+	int write_errno;
+	p2p_progress bar;
+} results;
+
+/* Print every finished job from r->next on; call inside critical(emit). */
+static void emit_ready(results *r, long n, int strict)
+{
+	for (; r->next < n && r->ready[r->next]; r->next++) {
+		long i = r->next;
+		if (r->stop) {
+			/* after a fatal sample: nothing more is reported */
+		} else if (r->line[i]) {
+			/* No exit from here: other threads may be halfway through a
+			 * temp file, to be committed or removed. */
+			if (fputs(r->line[i], stdout) == EOF || putchar('\n') == EOF) {
+				r->write_errno = errno;
+				r->stop = 2;
+			}
+			r->cropped++;
+		} else {
+			if (r->bar.enabled)
+				fputs("\r\033[K", stderr);
+			p2p_warn("%s", r->why[i]);
+			r->skipped++;
+			if (strict)
+				r->stop = 1;
+		}
+		free(r->line[i]);
+		free(r->why[i]);
+		r->line[i] = r->why[i] = NULL;
+		p2p_progress_update(&r->bar, i + 1, NULL);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	p2p_cli_init(argv[0]);
@@ -492,60 +534,41 @@ int main(int argc, char **argv)
 		p2p_die_lib();
 
 	joblist jobs = collect(&o);
-	p2p_progress bar;
-	p2p_progress_start(&bar, "crop", jobs.n, p2p_want_progress(o.progress));
-	long cropped = 0, skipped = 0, done = 0;
-	int stop = 0, write_errno = 0;   /* stop: 1 after --strict's first bad sample, 2 stdout failed */
+	size_t n = (size_t)jobs.n;
+	results r = { .line = calloc(n + 1, sizeof(char *)), .why = calloc(n + 1, sizeof(char *)),
+		      .ready = calloc(n + 1, 1) };
+	if (!r.line || !r.why || !r.ready)
+		p2p_die(1, "out of memory");
+	p2p_progress_start(&r.bar, "crop", jobs.n, p2p_want_progress(o.progress));
 
-#pragma omp parallel for ordered schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1)
 	for (long i = 0; i < jobs.n; i++) {
 		int halted;
 #pragma omp atomic read
-		halted = stop;
+		halted = r.stop;
 		char *line = NULL, *why = NULL;
 		if (!halted && !(line = crop_one(&o, &jobs.v[i])))
 			why = xstrdup(p2p_errmsg());
-		/* Lines and messages leave in input order, whatever the threads do. */
-#pragma omp ordered
+#pragma omp critical(emit)
 		{
-			int now;
-#pragma omp atomic read
-			now = stop;
-			if (!halted && now == 0) {
-				if (line) {
-					/* No exit from here: other threads may be halfway
-					 * through a temp file, to be committed or removed. */
-					if (fputs(line, stdout) == EOF || putchar('\n') == EOF) {
-						write_errno = errno;
-#pragma omp atomic write
-						stop = 2;
-					}
-					cropped++;
-				} else {
-					if (bar.enabled)
-						fputs("\r\033[K", stderr);
-					p2p_warn("%s", why);
-					skipped++;
-					if (o.strict) {
-#pragma omp atomic write
-						stop = 1;
-					}
-				}
-			}
-			p2p_progress_update(&bar, ++done, NULL);
+			r.line[i] = line;
+			r.why[i] = why;
+			r.ready[i] = 1;
+			emit_ready(&r, jobs.n, o.strict);
 		}
-		free(line);
-		free(why);
 	}
-	p2p_progress_end(&bar);
+	p2p_progress_end(&r.bar);
 	free_jobs(&jobs);
-	if (stop == 2)
-		p2p_die(1, "stdout: write failed: %s", strerror(write_errno));
-	if (stop) {
+	free(r.line);
+	free(r.why);
+	free(r.ready);
+	if (r.stop == 2)
+		p2p_die(1, "stdout: write failed: %s", strerror(r.write_errno));
+	if (r.stop) {
 		p2p_close_stdout();
 		return 1;
 	}
-	p2p_warn("%ld cropped, %ld skipped", cropped, skipped);
+	p2p_warn("%ld cropped, %ld skipped", r.cropped, r.skipped);
 	p2p_close_stdout();
 	vips_shutdown();
 	return 0;

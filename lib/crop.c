@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <vips/vips.h>
 
 /* Larger images are refused before decoding: a small file can declare a huge
  * size (a decompression bomb). CatFLW's largest photos are far below this. */
 #define MAX_PIXELS (1L << 27)
+#define MAX_FILE (1L << 28)
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -95,12 +97,7 @@ void p2p_crop_map(const p2p_crop_rect *r, int size, const double *xy, int n, dou
 	}
 }
 
-struct p2p_crop_src {
-	VipsImage *im;
-	char *path;
-};
-
-typedef int (*loader)(const char *filename, VipsImage **out, ...);
+typedef int (*loader)(void *buf, size_t len, VipsImage **out, ...);
 
 /* The loader for a file's first bytes: only the common photo formats, whose
  * libvips loaders are fuzzed and trusted, never the catch-all ones
@@ -108,63 +105,101 @@ typedef int (*loader)(const char *filename, VipsImage **out, ...);
 static loader sniff(const unsigned char *b, size_t n)
 {
 	if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
-		return vips_pngload;
+		return vips_pngload_buffer;
 	if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
-		return vips_jpegload;
+		return vips_jpegload_buffer;
 	if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
-		return vips_webpload;
+		return vips_webpload_buffer;
 	if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0))
-		return vips_tiffload;
+		return vips_tiffload_buffer;
 	return NULL;
 }
 
-p2p_crop_src *p2p_crop_open(const char *path, int *w, int *h)
+/* The whole file in one read: libvips' own file loaders open a file several
+ * times and read it in small pieces, which costs more than the decoding for
+ * the small photos this is made for. */
+static int slurp(const char *path, unsigned char **buf, size_t *n)
 {
 	FILE *fp = fopen(path, "rb");
-	if (!fp) {
-		p2p_err_errno("%s: cannot open", path);
-		return NULL;
+	if (!fp)
+		return p2p_err_errno("%s: cannot open", path);
+	struct stat st;
+	if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+		fclose(fp);
+		return p2p_err("%s: not a regular file", path);
 	}
-	unsigned char magic[12];
-	size_t got = fread(magic, 1, sizeof magic, fp);
+	if (st.st_size > MAX_FILE) {
+		fclose(fp);
+		return p2p_err("%s: larger than %ld bytes", path, (long)MAX_FILE);
+	}
+	*buf = malloc((size_t)st.st_size + 1);
+	if (!*buf) {
+		fclose(fp);
+		return p2p_err("%s: out of memory", path);
+	}
+	errno = 0;
+	*n = fread(*buf, 1, (size_t)st.st_size, fp);
+	int bad = ferror(fp), e = errno;
 	fclose(fp);
-	loader load = sniff(magic, got);
+	if (bad) {
+		free(*buf);
+		errno = e;
+		return p2p_err_errno("%s: cannot read", path);
+	}
+	return 0;
+}
+
+struct p2p_crop_src {
+	VipsImage *im;
+	unsigned char *file;    /* the loader reads from here: kept until close */
+	char *path;
+};
+
+p2p_crop_src *p2p_crop_open(const char *path, int *w, int *h)
+{
+	unsigned char *file = NULL;
+	size_t n = 0;
+	if (slurp(path, &file, &n))
+		return NULL;
+	loader load = sniff(file, n);
+	p2p_crop_src *s = calloc(1, sizeof *s);
+	if (!s || !(s->path = strdup(path))) {
+		p2p_err("%s: out of memory", path);
+		goto fail;
+	}
+	s->file = file;
 	if (!load) {
 		p2p_err("%s: not a PNG, JPEG, WebP or TIFF image", path);
-		return NULL;
+		goto fail;
 	}
-	VipsImage *im = NULL;
-	if (load(path, &im, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL)) {
+	if (load(file, n, &s->im, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL)) {
 		vips_error_clear();
+		s->im = NULL;
 		p2p_err("%s: corrupt image header", path);
-		return NULL;
+		goto fail;
 	}
-	if ((long)im->Xsize * im->Ysize > MAX_PIXELS) {
-		p2p_err("%s: %dx%d is too large an image", path, im->Xsize, im->Ysize);
-		g_object_unref(im);
-		return NULL;
+	if ((long)s->im->Xsize * s->im->Ysize > MAX_PIXELS) {
+		p2p_err("%s: %dx%d is too large an image", path, s->im->Xsize, s->im->Ysize);
+		goto fail;
 	}
-	p2p_crop_src *s = malloc(sizeof *s);
-	char *p = strdup(path);
-	if (!s || !p) {
-		free(s);
-		free(p);
-		g_object_unref(im);
-		p2p_err("%s: out of memory", path);
-		return NULL;
-	}
-	s->im = im;
-	s->path = p;
-	*w = im->Xsize;
-	*h = im->Ysize;
+	*w = s->im->Xsize;
+	*h = s->im->Ysize;
 	return s;
+fail:
+	if (s)
+		p2p_crop_close(s);
+	else
+		free(file);
+	return NULL;
 }
 
 void p2p_crop_close(p2p_crop_src *src)
 {
 	if (!src)
 		return;
-	g_object_unref(src->im);
+	if (src->im)
+		g_object_unref(src->im);
+	free(src->file);
 	free(src->path);
 	free(src);
 }
