@@ -81,7 +81,8 @@ static void parse_options(int argc, char **argv, options *o)
 	*o = (options){ .size = 256, .crop = defaults, .pad = P2P_PAD_BLACK, .quality = 95, .progress = -1 };
 	p2p_shard_default(&o->shard_i, &o->shard_n);
 	int quiet = 0, progress = 0, c;
-	while ((c = getopt_long(argc, argv, "o:s:j:h", longs, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":o:s:j:h", longs, NULL)) != -1) {
 		switch (c) {
 		case 'o': o->out = optarg; break;
 		case 's': o->size = (int)p2p_opt_long("--size", optarg, 8, 8192); break;
@@ -104,7 +105,8 @@ static void parse_options(int argc, char **argv, options *o)
 		case OPT_PROGRESS: progress = 1; break;
 		case 'h': fputs(usage, stdout); exit(0);
 		case OPT_VERSION: printf("catflw-crop p2pcat %s\n", P2P_VERSION); exit(0);
-		default: p2p_usage_error("unknown option");
+		case ':': p2p_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: p2p_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (quiet && progress)
