@@ -34,7 +34,7 @@ static const char usage[] =
 	"      --max-grow F      the square grows at most F times for that (2)\n"
 	"      --pad MODE        outside the photo: black or edge (black)\n"
 	"      --quality Q       JPEG quality (95)\n"
-	"      --shard I/N       only samples whose sorted index %% N is I\n"
+	"      --shard I/N       only samples whose sorted index % N is I\n"
 	"  -j, --threads N       worker threads (all cores)\n"
 	"      --strict          stop at the first bad sample (exit 1)\n"
 	"      --quiet, --progress  progress bar off / on (on when stderr is a terminal)\n"
