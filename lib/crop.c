@@ -239,6 +239,148 @@ static int to_rgb8(VipsObject *scope, VipsImage *in, VipsImage **out)
 	return 0;
 }
 
+/* ---- resampling ----
+ * Ours rather than vips_resize: the same Lanczos-3 kernel, stretched when
+ * shrinking so it does not alias, with pixel centres aligned, but written as
+ * long vector loops over whole rows. vips_resize took more CPU than
+ * decoding the photo (2.6 against 2.2 ms for a typical 330 px face). */
+
+/* The weights of one axis: output o is the sum over t < taps of
+ * w[o * taps + t] times input idx[o * taps + t]. */
+typedef struct {
+	int taps;
+	int *idx;
+	float *w;
+} axis;
+
+static double lanczos3(double x)
+{
+	x = fabs(x);
+	if (x < 1e-9)
+		return 1;
+	if (x >= 3)
+		return 0;
+	double px = M_PI * x;
+	return 3 * sin(px) * sin(px / 3) / (px * px);
+}
+
+/* out samples from in samples spanning span input pixels (span may exceed
+ * in by a fraction after an integer shrink); taps beyond the ends take the
+ * end pixel. */
+static int axis_make(axis *a, int in, double span, int out)
+{
+	double k = out / span;                  /* output pixels per input pixel */
+	double f = k < 1 ? 1 / k : 1;           /* kernel stretch */
+	if (!(f <= 4096))
+		return -1;
+	int taps = (int)ceil(6 * f) + 1;
+	a->taps = taps;
+	a->idx = malloc(sizeof *a->idx * (size_t)out * taps);
+	a->w = malloc(sizeof *a->w * (size_t)out * taps);
+	double *wt = malloc(sizeof *wt * (size_t)taps);
+	if (!a->idx || !a->w || !wt) {
+		free(wt);
+		return -1;
+	}
+	for (int o = 0; o < out; o++) {
+		double u = (o + 0.5) / k - 0.5;     /* the output centre, in input pixels */
+		int first = (int)floor(u - 3 * f) + 1;
+		double sum = 0;
+		for (int t = 0; t < taps; t++)
+			sum += wt[t] = lanczos3((first + t - u) / f);
+		for (int t = 0; t < taps; t++) {
+			int i = first + t;
+			a->idx[(size_t)o * taps + t] = i < 0 ? 0 : i >= in ? in - 1 : i;
+			a->w[(size_t)o * taps + t] = (float)(wt[t] / sum);
+		}
+	}
+	free(wt);
+	return 0;
+}
+
+static void axis_free(axis *a)
+{
+	free(a->idx);
+	free(a->w);
+}
+
+/* dst row o (len floats) = sum over taps of w * src row idx; the rows are
+ * whole image rows, so the inner loop is long and vectorises. */
+static void pass_u8(unsigned char *const *src, size_t len, const axis *a, int out, float *dst)
+{
+	for (int o = 0; o < out; o++) {
+		float *d = dst + (size_t)o * len;
+		memset(d, 0, sizeof *d * len);
+		for (int t = 0; t < a->taps; t++) {
+			float w = a->w[(size_t)o * a->taps + t];
+			const unsigned char *s = src[a->idx[(size_t)o * a->taps + t]];
+			if (w == 0)
+				continue;
+#pragma omp simd
+			for (size_t x = 0; x < len; x++)
+				d[x] += w * (float)s[x];
+		}
+	}
+}
+
+static void pass_f32(const float *src, size_t len, const axis *a, int out, float *dst)
+{
+	for (int o = 0; o < out; o++) {
+		float *d = dst + (size_t)o * len;
+		memset(d, 0, sizeof *d * len);
+		for (int t = 0; t < a->taps; t++) {
+			float w = a->w[(size_t)o * a->taps + t];
+			const float *s = src + (size_t)a->idx[(size_t)o * a->taps + t] * len;
+			if (w == 0)
+				continue;
+#pragma omp simd
+			for (size_t x = 0; x < len; x++)
+				d[x] += w * s[x];
+		}
+	}
+}
+
+/* (rows x cols x 3) to (cols x rows x 3) */
+static void transpose3(const float *src, int rows, int cols, float *dst)
+{
+	for (int y = 0; y < rows; y++)
+		for (int x = 0; x < cols; x++)
+			for (int c = 0; c < 3; c++)
+				dst[((size_t)x * rows + y) * 3 + c] = src[((size_t)y * cols + x) * 3 + c];
+}
+
+static unsigned char to_u8(float v)
+{
+	return v <= 0 ? 0 : v >= 255 ? 255 : (unsigned char)(v + 0.5f);
+}
+
+/* Columns first (down the rows), then, on the transposed result, the rows:
+ * both passes run along whole rows. */
+int p2p_crop_resample(unsigned char *const *rows, int in, double span, int out, unsigned char *dst)
+{
+	axis a = { 0 };
+	size_t tmp = (size_t)out * in * 3;
+	float *b = malloc(sizeof *b * tmp), *bt = malloc(sizeof *bt * tmp);
+	float *c = malloc(sizeof *c * (size_t)out * out * 3);
+	int rc = -1;
+	if (!b || !bt || !c || axis_make(&a, in, span, out))
+		goto done;
+	pass_u8(rows, (size_t)in * 3, &a, out, b);         /* out x in */
+	transpose3(b, out, in, bt);                         /* in x out */
+	pass_f32(bt, (size_t)out * 3, &a, out, c);          /* out (x) by out (y) */
+	for (int y = 0; y < out; y++)
+		for (int x = 0; x < out; x++)
+			for (int ch = 0; ch < 3; ch++)
+				dst[((size_t)y * out + x) * 3 + ch] = to_u8(c[((size_t)x * out + y) * 3 + ch]);
+	rc = 0;
+done:
+	axis_free(&a);
+	free(b);
+	free(bt);
+	free(c);
+	return rc;
+}
+
 int p2p_crop_render(p2p_crop_src *src, const p2p_crop_rect *r, int size, int pad, int quality,
 		    void **buf, size_t *n)
 {
@@ -246,11 +388,15 @@ int p2p_crop_render(p2p_crop_src *src, const p2p_crop_rect *r, int size, int pad
 	*n = 0;
 	if (labs(r->x0) > 10000000L || labs(r->y0) > 10000000L || r->side < 1 || r->side > P2P_CROP_MAX_SIDE)
 		return p2p_err("%s: the crop [%ld, %ld, %ld] is out of reach", src->path, r->x0, r->y0, r->side);
+	if (size < 1 || size > P2P_CROP_MAX_SIZE)
+		return p2p_err("%s: crops of %d pixels are not made", src->path, size);
 	VipsObject *scope = VIPS_OBJECT(vips_image_new());
-	VipsImage **t = (VipsImage **)vips_object_local_array(scope, 6);
+	VipsImage **t = (VipsImage **)vips_object_local_array(scope, 4);
 	VipsImage *in;
+	VipsRegion *reg = NULL;
 	int w = src->im->Xsize, h = src->im->Ysize;
 	int x0 = (int)r->x0, y0 = (int)r->y0, side = (int)r->side;
+	unsigned char *px = NULL, **rows = NULL;
 	void *jpg = NULL;
 	size_t len = 0;
 
@@ -265,53 +411,65 @@ int p2p_crop_render(p2p_crop_src *src, const p2p_crop_rect *r, int size, int pad
 		VipsExtend ext = pad == P2P_PAD_EDGE ? VIPS_EXTEND_COPY : VIPS_EXTEND_BLACK;
 		int ux = x0 < 0 ? x0 : 0, uy = y0 < 0 ? y0 : 0;
 		int uw = (x0 + side > w ? x0 + side : w) - ux, uh = (y0 + side > h ? y0 + side : h) - uy;
-		if (vips_embed(in, &t[3], -ux, -uy, uw, uh, "extend", ext, NULL) ||
-		    vips_extract_area(t[3], &t[0], x0 - ux, y0 - uy, side, side, NULL))
+		if (vips_embed(in, &t[1], -ux, -uy, uw, uh, "extend", ext, NULL) ||
+		    vips_extract_area(t[1], &t[0], x0 - ux, y0 - uy, side, side, NULL))
 			goto fail;
 	}
 	in = t[0];
-	double k = (double)size / side;
-	if (side > size) {
-		if (vips_resize(in, &t[1], k, "kernel", VIPS_KERNEL_LANCZOS3, NULL))
-			goto fail;
-		in = t[1];
-	} else if (side < size) {
-		/* vips_resize's upsizing is half an output pixel off the
-		 * pixel-centre mapping that its shrinking keeps; an affine with
-		 * the centres aligned (input +0.5, output -0.5) is not. */
-		VipsInterpolate *bicubic = vips_interpolate_new("bicubic");
-		VipsArrayInt *area = vips_array_int_newv(4, 0, 0, size, size);
-		int bad = !bicubic || !area ||
-			  vips_affine(in, &t[1], k, 0.0, 0.0, k, "interpolate", bicubic, "oarea", area,
-				      "idx", 0.5, "idy", 0.5, "odx", -0.5, "ody", -0.5,
-				      "extend", VIPS_EXTEND_COPY, NULL);
-		if (bicubic)
-			g_object_unref(bicubic);
-		if (area)
-			vips_area_unref(VIPS_AREA(area));
-		if (bad)
-			goto fail;
-		in = t[1];
-	}
-	/* libvips rounds the output size; pin it to exactly size. */
-	if (in->Xsize != size || in->Ysize != size) {
-		if (vips_embed(in, &t[2], 0, 0, size, size, "extend", VIPS_EXTEND_COPY, NULL))
+	/* Far larger than the output: box-average by a whole factor first, as
+	 * vips_resize does, so that memory stays near the output's size. */
+	double span = side;
+	int shrink = side / (2 * size);
+	if (shrink >= 2) {
+		if (vips_shrink(in, &t[2], shrink, shrink, NULL))
 			goto fail;
 		in = t[2];
+		span = (double)side / shrink;
 	}
-	if (vips_jpegsave_buffer(in, &jpg, &len, "Q", quality, "strip", TRUE, NULL))
+	/* Computed here, in this thread: a libvips sink would hand the work
+	 * to its thread pool and back, tile by tile. */
+	reg = vips_region_new(in);
+	VipsRect all = { 0, 0, in->Xsize, in->Ysize };
+	if (!reg || vips_region_prepare(reg, &all))
 		goto fail;
-	g_object_unref(scope);
+	px = malloc((size_t)size * size * 3);
+	rows = malloc(sizeof *rows * (size_t)in->Ysize);
+	if (!px || !rows) {
+		p2p_err("%s: out of memory", src->path);
+		goto out;
+	}
+	for (int y = 0; y < in->Ysize; y++)
+		rows[y] = (unsigned char *)VIPS_REGION_ADDR(reg, 0, y);
+	if (in->Xsize == size && in->Ysize == size) {
+		for (int y = 0; y < size; y++)
+			memcpy(px + (size_t)y * size * 3, rows[y], (size_t)size * 3);
+	} else if (p2p_crop_resample(rows, in->Xsize, span, size, px)) {
+		p2p_err("%s: out of memory", src->path);
+		goto out;
+	}
+	g_object_unref(reg);
+	reg = NULL;
+	t[3] = vips_image_new_from_memory(px, (size_t)size * size * 3, size, size, 3, VIPS_FORMAT_UCHAR);
+	if (!t[3] || vips_jpegsave_buffer(t[3], &jpg, &len, "Q", quality, "strip", TRUE, NULL))
+		goto fail;
 	/* Ours to free with free(), whatever allocator glib uses. */
 	*buf = malloc(len);
 	if (*buf) {
 		memcpy(*buf, jpg, len);
 		*n = len;
+	} else {
+		p2p_err("%s: out of memory", src->path);
 	}
 	g_free(jpg);
-	return *buf ? 0 : p2p_err("%s: out of memory", src->path);
+	goto out;
 fail:
 	vips_error_clear();
+	p2p_err("%s: corrupt or truncated image", src->path);
+out:
+	if (reg)
+		g_object_unref(reg);
 	g_object_unref(scope);
-	return p2p_err("%s: corrupt or truncated image", src->path);
+	free(rows);
+	free(px);
+	return *buf ? 0 : -1;
 }

@@ -18,8 +18,9 @@ typedef struct {
 	long x0, y0, side;
 } p2p_crop_rect;
 
-/* Largest square accepted, in source pixels. */
+/* Largest square accepted, in source pixels, and largest output side. */
 #define P2P_CROP_MAX_SIDE 65536L
+#define P2P_CROP_MAX_SIZE 2048
 
 /* The square for one face. Start from the face box (box = x1 y1 x2 y2; NULL:
  * the points' extent), square about its centre with the larger side, add
@@ -42,10 +43,17 @@ typedef struct p2p_crop_src p2p_crop_src;
 /* Open path (any format libvips reads and trusts); *w, *h its size. NULL on error. */
 p2p_crop_src *p2p_crop_open(const char *path, int *w, int *h);
 /* Crop r (padding outside the image as pad says), resize to size x size with
- * a Lanczos-3 kernel, encode as JPEG of the given quality into a malloc'd
- * buffer. A corrupt or truncated file fails here. */
+ * a Lanczos-3 kernel (stretched when shrinking, so it does not alias; pixel
+ * centres aligned: output pixel j is centred on input (j + 0.5) * side / size),
+ * encode as JPEG of the given quality into a malloc'd buffer. A corrupt or
+ * truncated file fails here. */
 int p2p_crop_render(p2p_crop_src *src, const p2p_crop_rect *r, int size, int pad, int quality,
 		    void **buf, size_t *n);
 void p2p_crop_close(p2p_crop_src *src);
+
+/* The resampling of p2p_crop_render: rows, an in x in RGB image (row
+ * pointers) spanning span input pixels (in, or a little more after a whole
+ * shrink), to an out x out RGB image in dst. -1 when out of memory. */
+int p2p_crop_resample(unsigned char *const *rows, int in, double span, int out, unsigned char *dst);
 
 #endif

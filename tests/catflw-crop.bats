@@ -78,7 +78,7 @@ pixel() { vips getpoint "$1" "$2" "$3" | awk '{ printf "%d", $1 }'; }
 	run -2 --separate-stderr catflw-crop fx/good -o
 	[ "${stderr_lines[0]}" = "catflw-crop: option '-o' needs a value" ]
 	run -2 --separate-stderr catflw-crop -o out -s 4 fx/good
-	[ "${stderr_lines[0]}" = "catflw-crop: --size: 4 is out of range [8, 8192]" ]
+	[ "${stderr_lines[0]}" = "catflw-crop: --size: 4 is out of range [8, 2048]" ]
 	run -2 --separate-stderr catflw-crop -o out --expand x fx/good
 	[ "${stderr_lines[0]}" = "catflw-crop: --expand: not a number: 'x'" ]
 	run -2 --separate-stderr catflw-crop -o out --min-coverage 1.5 fx/good
