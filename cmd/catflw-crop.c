@@ -15,6 +15,7 @@
 #include <malloc.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,6 +541,9 @@ int main(int argc, char **argv)
 		omp_set_num_threads(o.threads);
 	if (p2p_mkdirs(o.out))
 		p2p_die_lib();
+	/* A reader that goes away (| head) must not kill us halfway through
+	 * the temp files of other samples: a failed write stops us instead. */
+	signal(SIGPIPE, SIG_IGN);
 
 	joblist jobs = collect(&o);
 	size_t n = (size_t)jobs.n;

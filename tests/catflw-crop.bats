@@ -287,6 +287,13 @@ pixel() { vips getpoint "$1" "$2" "$3" | awk '{ printf "%d", $1 }'; }
 	[ "$stderr" = "catflw-crop: 3 cropped, 0 skipped" ]
 }
 
+@test "a reader that goes away: exit 1, no temp file left" {
+	run bash -c 'set -o pipefail; catflw-crop -o out fx/good 2>err | (exec 0<&-; true)'
+	[ "$status" -eq 1 ]
+	[ "$(tail -1 err)" = "catflw-crop: stdout: write failed: Broken pipe" ]
+	[ -z "$(ls -A out | grep tmp)" ]
+}
+
 @test "an output folder that cannot be made is a failure" {
 	touch file
 	run -1 --separate-stderr catflw-crop -o file/sub fx/good

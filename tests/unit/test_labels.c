@@ -248,7 +248,7 @@ static void read_files(void)
 	snprintf(path, sizeof path, "%s/missing.json", dir);
 	CHECK(p2p_labels_read(path, &l) == -1);
 	char want[300];
-	snprintf(want, sizeof want, "%s: No such file or directory", path);
+	snprintf(want, sizeof want, "%s: cannot open: No such file or directory", path);
 	CHECKF(strcmp(p2p_errmsg(), want) == 0, "got '%s'", p2p_errmsg());
 
 	snprintf(path, sizeof path, "%s/a.json", dir);
@@ -283,6 +283,8 @@ static void read_files(void)
 
 	/* a folder is not a label file */
 	CHECK(p2p_labels_read(dir, &l) == -1);
+	snprintf(want, sizeof want, "%s: cannot read: Is a directory", dir);
+	CHECKF(strcmp(p2p_errmsg(), want) == 0, "got '%s'", p2p_errmsg());
 	rmdir(dir);
 }
 
