@@ -1,0 +1,159 @@
+/* The backend interface: one table of function pointers that the layer and
+ * model code calls for everything that touches tensor memory. The CPU backend
+ * (ops_cpu.c: OpenBLAS + C loops) and the CUDA backend (ops_cuda.cu: cuBLAS +
+ * kernels) fill the same table, so the model is written once.
+ *
+ * Conventions for every op:
+ * - Every float pointer is backend memory (host memory for the CPU backend,
+ *   device memory for CUDA), float32, contiguous, NCHW. Only upload/download
+ *   take a host pointer, and they say which one.
+ * - Counts are elements, not bytes.
+ * - "+=" ops (backward, col2im, bias_grad, losses' gradients) ACCUMULATE into
+ *   their output; gradients are zeroed once a step by the caller.
+ * - "planes" is n*c for per-(n, c) ops; "p" is h*w, a plane's size.
+ * - Ops do not fail once their memory exists; a backend that can fail late
+ *   (CUDA) reports it through status().
+ */
+#ifndef P2P_BACKEND_H
+#define P2P_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define P2P_HD __host__ __device__
+#else
+#define P2P_HD
+#endif
+
+typedef struct p2p_backend p2p_backend;
+
+struct p2p_backend {
+	const char *name;                   /* "cpu", "cuda" */
+
+	/* ---- set-up (both may be NULL) ---- */
+	int (*init)(void);                  /* once, before anything else; -1 + p2p_err */
+	void (*set_threads)(int n);         /* CPU worker threads (OpenMP and BLAS) */
+	/* 0, or -1 with p2p_err if an earlier op failed (asynchronous backends). */
+	int (*status)(void);
+	void (*sync)(void);                 /* wait for queued work (timing) */
+
+	/* ---- memory ---- */
+	float *(*alloc)(size_t n);          /* n floats, uninitialised; NULL + p2p_err */
+	void (*free)(float *p);             /* NULL is fine */
+	void (*zero)(float *x, size_t n);                    /* x = 0 */
+	void (*fill)(float *x, size_t n, float v);           /* x = v */
+	void (*copy)(float *dst, const float *src, size_t n);   /* backend to backend */
+	void (*upload)(float *dst, const float *host_src, size_t n);
+	void (*download)(float *host_dst, const float *src, size_t n);
+	/* Strided block copy: rows blocks of cols floats; dst row r at dst + r*dld,
+	 * src row r at src + r*sld. dst = src (beta 0: dst is not read) or
+	 * dst += src (beta 1). Channel concat/split of NCHW tensors. */
+	void (*copy2d)(float *dst, long dld, const float *src, long sld,
+	               int rows, long cols, float beta);
+	/* x (a, b, p) -> y (b, a, p): y[j][i][:] = x[i][j][:] (+ beta * y, beta 0 or 1).
+	 * Turns (N, C, P) into (C, N, P) and back for whole-batch GEMMs. */
+	void (*swap01)(const float *x, float *y, int a, int b, long p, float beta);
+
+	/* ---- matrix products (row-major) ----
+	 * C (m, n) = alpha * op(A) (m, k) * op(B) (k, n) + beta * C; op(X) = X or X^T
+	 * (ta/tb nonzero). lda/ldb/ldc are row strides of A, B, C as stored.
+	 * beta 0: C is not read. */
+	void (*gemm)(int ta, int tb, int m, int n, int k, float alpha,
+	             const float *a, int lda, const float *b, int ldb,
+	             float beta, float *c, int ldc);
+	/* batch independent products; matrix i at a + i*sa, b + i*sb, c + i*sc
+	 * (a stride of 0 shares one matrix across the batch). */
+	void (*gemm_batched)(int ta, int tb, int m, int n, int k, float alpha,
+	                     const float *a, int lda, long sa,
+	                     const float *b, int ldb, long sb,
+	                     float beta, float *c, int ldc, long sc, int batch);
+
+	/* ---- convolution helpers (square kernel k, one stride and pad) ----
+	 * x is (n, c, h, w); col is (c*k*k, n*oh*ow): row (ci, ky, kx), column
+	 * (img, oy, ox); out-of-image taps are 0. col2im: x += the adjoint. */
+	void (*im2col)(const float *x, int n, int c, int h, int w, int k,
+	               int stride, int pad, int oh, int ow, float *col);
+	void (*col2im)(const float *col, int n, int c, int h, int w, int k,
+	               int stride, int pad, int oh, int ow, float *x);
+	/* y (n, c, p) += b (c);  db (c) += sum over n, p of dy (n, c, p) */
+	void (*bias_add)(float *y, const float *b, int n, int c, long p);
+	void (*bias_grad)(float *db, const float *dy, int n, int c, long p);
+	/* y (n, c, p) = x * scale[c] + shift[c] (shift may be NULL);
+	 * backward: dx += dy * scale[c]. scale, shift are backend memory. */
+	void (*chan_affine)(const float *x, float *y, int n, int c, long p,
+	                    const float *scale, const float *shift);
+	void (*chan_affine_bwd)(const float *dy, float *dx, int n, int c, long p,
+	                        const float *scale);
+
+	/* ---- InstanceNorm, no affine: per plane, biased variance ----
+	 * y = (x - mean) * rstd, rstd = 1/sqrt(var + eps); mean, rstd (planes)
+	 * are kept for backward. y may be x. Backward uses y and rstd only:
+	 * dx += rstd * (dy - mean(dy) - y * mean(dy * y)). */
+	void (*instnorm_fwd)(const float *x, float *y, float *mean, float *rstd,
+	                     int planes, long p, float eps);
+	void (*instnorm_bwd)(const float *dy, const float *y, const float *rstd,
+	                     float *dx, int planes, long p);
+
+	/* ---- elementwise (y may be x in forward) ----
+	 * LeakyReLU (ReLU is slope 0): y = x > 0 ? x : slope * x;
+	 * backward from the output: dx += dy * (y > 0 ? 1 : slope).
+	 * Tanh: dx += dy * (1 - y^2). */
+	void (*leaky_fwd)(const float *x, float *y, size_t n, float slope);
+	void (*leaky_bwd)(const float *y, const float *dy, float *dx, size_t n, float slope);
+	void (*tanh_fwd)(const float *x, float *y, size_t n);
+	void (*tanh_bwd)(const float *y, const float *dy, float *dx, size_t n);
+	/* Dropout: element i is kept iff p2p_dropout_keep(seed, counter + i, p);
+	 * kept elements are scaled by 1/(1-p). Backward regenerates the mask. */
+	void (*dropout_fwd)(const float *x, float *y, size_t n, float p,
+	                    uint64_t seed, uint64_t counter);
+	void (*dropout_bwd)(const float *dy, float *dx, size_t n, float p,
+	                    uint64_t seed, uint64_t counter);
+	/* MaxPool 2x2 stride 2: x (planes, h, w) -> y (planes, h/2, w/2), floor;
+	 * backward routes dy to the first maximum of each window (as PyTorch). */
+	void (*maxpool2_fwd)(const float *x, float *y, int planes, int h, int w);
+	void (*maxpool2_bwd)(const float *x, const float *dy, float *dx,
+	                     int planes, int h, int w);
+	void (*scale)(float *x, size_t n, float a);                  /* x *= a */
+	void (*axpy)(float *y, const float *x, size_t n, float a);   /* y += a * x */
+
+	/* ---- reductions and losses: the value comes back to the host ----
+	 * Each loss is a mean over n elements; when da is not NULL it also does
+	 * da += gscale * d(loss)/da. sign(0) = 0 for L1, as PyTorch. */
+	double (*sum)(const float *x, size_t n);
+	double (*mse_const)(const float *a, size_t n, float target, float *da, float gscale);
+	double (*mse)(const float *a, const float *b, size_t n, float *da, float gscale);
+	double (*l1)(const float *a, const float *b, size_t n, float *da, float gscale);
+
+	/* ---- Adam (PyTorch's formula), over one flat buffer; step >= 1 ----
+	 * g' = g + wd * p; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+	 * p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). */
+	void (*adam)(float *p, const float *g, float *m, float *v, size_t n,
+	             float lr, float beta1, float beta2, float eps, float wd, long step);
+};
+
+/* The backends built into this binary. p2p_backend_get("cpu" | "cuda") runs
+ * init and returns NULL with p2p_err for an unknown or unavailable one. */
+const p2p_backend *p2p_backend_cpu(void);
+#ifdef P2P_CUDA
+const p2p_backend *p2p_backend_cuda(void);
+#endif
+const p2p_backend *p2p_backend_get(const char *name);
+
+/* The dropout mask: a counter-based hash, so the CPU and the GPU draw the
+ * same mask from (seed, element index) in any order. splitmix64's finaliser
+ * over seed and index; the top 24 bits give u in [0, 1); keep iff u >= p. */
+static inline P2P_HD uint64_t p2p_mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static inline P2P_HD int p2p_dropout_keep(uint64_t seed, uint64_t i, float p)
+{
+	uint64_t h = p2p_mix64(p2p_mix64(seed + 0x9e3779b97f4a7c15ULL) + i);
+	return (float)(h >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
+#endif

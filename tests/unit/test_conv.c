@@ -1,0 +1,384 @@
+/* Conv2d and ConvTranspose2d on the CPU backend against a naive direct
+ * float64 reference written here, on odd sizes, batches > 1, and every layer
+ * shape of the U-Net (64 and 256), the PatchGAN and VGG16 features[:16];
+ * backward also against central finite differences on small shapes.
+ *
+ * Error measure: max |got - ref| / max |ref| over the checked entries (all
+ * of them, or a seeded sample of big tensors), which must stay under 1e-5.
+ *
+ * VALGRIND=1 (scripts/run-tests sets it) keeps to the small shapes. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "err.h"
+#include "layers.h"
+#include "tensor.h"
+
+static const p2p_backend *be;
+static int slow_ok;             /* big shapes allowed (not under valgrind) */
+
+static uint64_t rs = 88172645463325252ULL;
+static uint64_t rnd(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; return rs; }
+static float urand(void) { return (float)((rnd() >> 11) * 0x1p-53 * 2 - 1); }
+static void fill(float *x, size_t n) { for (size_t i = 0; i < n; i++) x[i] = urand(); }
+
+/* The direct reference, written for the "small" side S (n, cs, sh, sw) that a
+ * strided correlation produces from the "big" side B (n, cb, bh, bw) with the
+ * weight W (cs, cb, k, k):  S[n,a,sy,sx] = sum W[a,b,ky,kx] B[n,b,sy*s-p+ky,sx*s-p+kx].
+ * Conv2d is S = y, B = x; ConvTranspose2d is its adjoint, B = y, S = x; in
+ * both the weight is indexed (small channel, big channel, ky, kx). */
+typedef struct { int n, cs, sh, sw, cb, bh, bw, k, s, p; } rel;
+
+static rel rel_of(const p2p_conv *g)
+{
+	rel r = {g->n, g->cout, g->oh, g->ow, g->cin, g->h, g->w, g->k, g->stride, g->pad};
+	if (g->transposed)
+		r = (rel){g->n, g->cin, g->h, g->w, g->cout, g->oh, g->ow, g->k, g->stride, g->pad};
+	return r;
+}
+
+/* S entry i (flat NCHW index) from W and B. */
+static double ref_small(const rel *r, const float *w, const float *bg, size_t i)
+{
+	int sx = i % r->sw, sy = i / r->sw % r->sh, a = i / ((size_t)r->sw * r->sh) % r->cs;
+	int n = i / ((size_t)r->sw * r->sh * r->cs);
+	double s = 0;
+	for (int b = 0; b < r->cb; b++)
+		for (int ky = 0; ky < r->k; ky++) {
+			int by = sy * r->s - r->p + ky;
+			if (by < 0 || by >= r->bh)
+				continue;
+			for (int kx = 0; kx < r->k; kx++) {
+				int bx = sx * r->s - r->p + kx;
+				if (bx < 0 || bx >= r->bw)
+					continue;
+				s += (double)w[(((size_t)a * r->cb + b) * r->k + ky) * r->k + kx] *
+				     bg[(((size_t)n * r->cb + b) * r->bh + by) * r->bw + bx];
+			}
+		}
+	return s;
+}
+
+/* B entry i from W and S: the adjoint, gathered. */
+static double ref_big(const rel *r, const float *w, const float *sm, size_t i)
+{
+	int bx = i % r->bw, by = i / r->bw % r->bh, b = i / ((size_t)r->bw * r->bh) % r->cb;
+	int n = i / ((size_t)r->bw * r->bh * r->cb);
+	double s = 0;
+	for (int ky = 0; ky < r->k; ky++) {
+		int t = by + r->p - ky;
+		if (t < 0 || t % r->s || t / r->s >= r->sh)
+			continue;
+		for (int kx = 0; kx < r->k; kx++) {
+			int u = bx + r->p - kx;
+			if (u < 0 || u % r->s || u / r->s >= r->sw)
+				continue;
+			for (int a = 0; a < r->cs; a++)
+				s += (double)w[(((size_t)a * r->cb + b) * r->k + ky) * r->k + kx] *
+				     sm[(((size_t)n * r->cs + a) * r->sh + t / r->s) * r->sw + u / r->s];
+		}
+	}
+	return s;
+}
+
+/* W entry i: sum over images and small positions of S * B. */
+static double ref_w(const rel *r, const float *sm, const float *bg, size_t i)
+{
+	int kx = i % r->k, ky = i / r->k % r->k, b = i / ((size_t)r->k * r->k) % r->cb;
+	int a = i / ((size_t)r->k * r->k * r->cb);
+	double s = 0;
+	for (int n = 0; n < r->n; n++)
+		for (int sy = 0; sy < r->sh; sy++) {
+			int by = sy * r->s - r->p + ky;
+			if (by < 0 || by >= r->bh)
+				continue;
+			for (int sx = 0; sx < r->sw; sx++) {
+				int bx = sx * r->s - r->p + kx;
+				if (bx < 0 || bx >= r->bw)
+					continue;
+				s += (double)sm[(((size_t)n * r->cs + a) * r->sh + sy) * r->sw + sx] *
+				     bg[(((size_t)n * r->cb + b) * r->bh + by) * r->bw + bx];
+			}
+		}
+	return s;
+}
+
+/* Entries to check: all when few, else the first, the last and a seeded sample. */
+static size_t pick(size_t total, size_t cap, size_t j)
+{
+	if (total <= cap || j == 0)
+		return j;
+	if (j == 1)
+		return total - 1;
+	return rnd() % total;
+}
+
+typedef double (*ref_fn)(const rel *, const float *, const float *, size_t);
+
+/* max |got - base - ref| / max |ref| over the checked entries of a tensor */
+static double rel_err(const float *got, float base, size_t total, size_t cap,
+                      ref_fn f, const rel *r, const float *u, const float *v,
+                      const float *bias, int plane)
+{
+	size_t m = total < cap ? total : cap;
+	double emax = 0, rmax = 1e-30;
+	for (size_t j = 0; j < m; j++) {
+		size_t i = pick(total, cap, j);
+		double ref = f(r, u, v, i);
+		if (bias)
+			ref += bias[i / plane % (total / plane / r->n)];
+		double e = fabs((double)got[i] - base - ref);
+		emax = e > emax ? e : emax;
+		rmax = fabs(ref) > rmax ? fabs(ref) : rmax;
+	}
+	return emax / rmax;
+}
+
+/* One layer: forward, then backward into gradients that start at base
+ * (accumulation), each against the reference. ws_min: smallest workspace. */
+static void check_layer(const p2p_conv *g, size_t cap, int ws_min, float base, const char *what)
+{
+	rel r = rel_of(g);
+	size_t nx = (size_t)g->n * g->cin * g->h * g->w, ny = (size_t)g->n * g->cout * g->oh * g->ow;
+	size_t nw = (size_t)g->cout * g->cin * g->k * g->k;
+	size_t wsn = ws_min ? p2p_conv_ws_min(g) : p2p_conv_ws(g);
+	float *x = malloc(nx * 4), *y = malloc(ny * 4), *dy = malloc(ny * 4), *dx = malloc(nx * 4);
+	float *w = malloc(nw * 4), *dw = malloc(nw * 4), *b = malloc(g->cout * 4), *db = malloc(g->cout * 4);
+	float *ws = malloc(wsn * 4);
+	fill(x, nx), fill(w, nw), fill(b, g->cout), fill(dy, ny);
+	for (size_t i = 0; i < nx; i++) dx[i] = base;
+	for (size_t i = 0; i < nw; i++) dw[i] = base;
+	for (int i = 0; i < g->cout; i++) db[i] = base;
+	int rc1, rc2;
+	double ey, ex, ew, eb = 0;
+	if (!g->transposed) {
+		rc1 = p2p_conv2d_forward(be, g, y, x, w, b, ws, wsn);
+		rc2 = p2p_conv2d_backward(be, g, dx, dw, db, dy, x, w, ws, wsn);
+		ey = rel_err(y, 0, ny, cap, ref_small, &r, w, x, b, g->oh * g->ow);
+		ex = rel_err(dx, base, nx, cap, ref_big, &r, w, dy, NULL, 1);
+		ew = rel_err(dw, base, nw, cap, ref_w, &r, dy, x, NULL, 1);
+	} else {
+		rc1 = p2p_convt2d_forward(be, g, y, x, w, b, ws, wsn);
+		rc2 = p2p_convt2d_backward(be, g, dx, dw, db, dy, x, w, ws, wsn);
+		ey = rel_err(y, 0, ny, cap, ref_big, &r, w, x, b, g->oh * g->ow);
+		ex = rel_err(dx, base, nx, cap, ref_small, &r, w, dy, NULL, 1);
+		ew = rel_err(dw, base, nw, cap, ref_w, &r, x, dy, NULL, 1);
+	}
+	double bmax = 1e-30;
+	for (int c = 0; c < g->cout; c++) {
+		double s = 0;
+		long p = (long)g->oh * g->ow;
+		for (int n = 0; n < g->n; n++)
+			for (long q = 0; q < p; q++)
+				s += dy[((size_t)n * g->cout + c) * p + q];
+		eb = fmax(eb, fabs(db[c] - base - s));
+		bmax = fmax(bmax, fabs(s));
+	}
+	eb /= bmax;
+	CHECK(rc1 == 0 && rc2 == 0);
+	CHECKF(ey < 1e-5 && ex < 1e-5 && ew < 1e-5 && eb < 1e-5,
+	       "%s: y %.2e dx %.2e dw %.2e db %.2e", what, ey, ex, ew, eb);
+	printf("# %-34s y %.1e dx %.1e dw %.1e db %.1e\n", what, ey, ex, ew, eb);
+	free(x), free(y), free(dy), free(dx), free(w), free(dw), free(b), free(db), free(ws);
+}
+
+static void layer(int transposed, int n, int cin, int h, int w, int cout, int k,
+                  int s, int p, size_t cap, int ws_min, float base)
+{
+	p2p_conv g;
+	int rc = transposed ? p2p_convt2d_init(&g, n, cin, h, w, cout, k, s, p)
+	                    : p2p_conv2d_init(&g, n, cin, h, w, cout, k, s, p);
+	CHECK(rc == 0);
+	if (rc)
+		return;
+	char what[96];
+	snprintf(what, sizeof what, "%s n%d %d->%d %dx%d k%d s%d p%d%s",
+	         transposed ? "convT" : "conv", n, cin, cout, h, w, k, s, p, ws_min ? " ws1" : "");
+	check_layer(&g, cap, ws_min, base, what);
+}
+
+/* Odd sizes, batches > 1, both workspace sizes, accumulation onto 0.5. */
+static void test_odd_sizes(void)
+{
+	for (int m = 0; m < 2; m++) {
+		layer(0, 3, 5, 7, 9, 6, 3, 1, 1, 1u << 30, m, 0.5f);
+		layer(0, 2, 3, 9, 11, 7, 4, 2, 1, 1u << 30, m, 0.5f);
+		layer(0, 2, 3, 6, 5, 4, 4, 1, 1, 1u << 30, m, 0.5f);
+		layer(0, 1, 3, 6, 5, 4, 4, 1, 1, 1u << 30, m, 0.5f);
+		layer(0, 5, 2, 11, 8, 3, 5, 3, 2, 1u << 30, m, 0.5f);
+		layer(0, 4, 3, 2, 2, 5, 4, 2, 1, 1u << 30, m, 0.5f);
+		layer(1, 3, 5, 3, 4, 6, 4, 2, 1, 1u << 30, m, 0.5f);
+		layer(1, 1, 5, 3, 4, 6, 4, 2, 1, 1u << 30, m, 0.5f);
+		layer(1, 4, 3, 1, 1, 5, 4, 2, 1, 1u << 30, m, 0.5f);
+		layer(1, 2, 4, 5, 3, 3, 3, 1, 0, 1u << 30, m, 0.5f);
+		layer(1, 3, 2, 4, 5, 3, 5, 3, 2, 1u << 30, m, 0.5f);
+	}
+	/* big enough for several chunks of several images each */
+	layer(0, 7, 8, 9, 9, 6, 4, 2, 1, 1u << 30, 0, 0.5f);
+	layer(1, 9, 8, 5, 5, 6, 4, 2, 1, 1u << 30, 0, 0.5f);
+}
+
+/* Every conv of the U-Net at size s (ngf 64, 1 -> 3 channels). */
+static void unet_shapes(int s, int n, size_t cap)
+{
+	int depth = 0;
+	while ((1 << depth) < s)
+		depth++;
+	int ch[16];
+	for (int i = 0; i < depth; i++)
+		ch[i] = 64 * (i < 3 ? 1 << i : 8);
+	for (int i = 0; i < depth; i++) {
+		int cin = i ? ch[i - 1] : 1, hw = s >> i;
+		layer(0, n, cin, hw, hw, ch[i], 4, 2, 1, cap, 0, 0);
+	}
+	for (int i = depth - 1; i >= 0; i--) {
+		int cin = i == depth - 1 ? ch[i] : 2 * ch[i], cout = i ? ch[i - 1] : 3;
+		int hw = s >> (i + 1);
+		layer(1, n, cin, hw, hw, cout, 4, 2, 1, cap, 0, 0);
+	}
+}
+
+static void patchgan_shapes(int s, int n, size_t cap)
+{
+	int cin[5] = {4, 64, 128, 256, 512}, cout[5] = {64, 128, 256, 512, 1};
+	int st[5] = {2, 2, 2, 1, 1}, hw = s;
+	for (int i = 0; i < 5; i++) {
+		layer(0, n, cin[i], hw, hw, cout[i], 4, st[i], 1, cap, 0, 0);
+		hw = (hw + 2 - 4) / st[i] + 1;
+	}
+}
+
+static void vgg_shapes(int s, int n, size_t cap)
+{
+	int cin[7] = {3, 64, 64, 128, 128, 256, 256}, cout[7] = {64, 64, 128, 128, 256, 256, 256};
+	int hw[7] = {s, s, s / 2, s / 2, s / 4, s / 4, s / 4};
+	for (int i = 0; i < 7; i++)
+		layer(0, n, cin[i], hw[i], hw[i], cout[i], 3, 1, 1, cap, 0, 0);
+}
+
+static void test_unet64(void) { unet_shapes(64, 2, 3000); }
+static void test_unet256(void) { unet_shapes(256, 1, 400); }
+static void test_patchgan64(void) { patchgan_shapes(64, 2, 3000); }
+static void test_patchgan256(void) { patchgan_shapes(256, 1, 400); }
+static void test_vgg64(void) { vgg_shapes(64, 2, 3000); }
+static void test_vgg256(void) { vgg_shapes(256, 1, 200); }
+/* a 256 batch through the whole-batch GEMM path of the inner layers */
+static void test_unet256_inner_batch(void)
+{
+	layer(0, 3, 512, 8, 8, 512, 4, 2, 1, 400, 0, 0);
+	layer(0, 3, 512, 2, 2, 512, 4, 2, 1, 400, 0, 0);
+	layer(1, 3, 512, 1, 1, 512, 4, 2, 1, 400, 0, 0);
+	layer(1, 3, 1024, 4, 4, 512, 4, 2, 1, 400, 0, 0);
+}
+
+/* ---- finite differences ---- */
+
+/* L = sum(y * r) in double over the float forward. */
+static double loss(const p2p_conv *g, const float *x, const float *w, const float *b,
+                   const float *r, float *y, float *ws, size_t wsn)
+{
+	if (g->transposed)
+		p2p_convt2d_forward(be, g, y, x, w, b, ws, wsn);
+	else
+		p2p_conv2d_forward(be, g, y, x, w, b, ws, wsn);
+	double s = 0;
+	for (size_t i = 0; i < (size_t)g->n * g->cout * g->oh * g->ow; i++)
+		s += (double)y[i] * r[i];
+	return s;
+}
+
+/* Central differences of L with respect to every entry of v (n floats). */
+static double fd_err(const p2p_conv *g, float *x, float *w, float *b, const float *r,
+                     float *y, float *ws, size_t wsn, float *v, size_t n, const float *grad)
+{
+	const float h = 1e-2f;     /* the layer is linear: no truncation error */
+	double emax = 0;
+	for (size_t i = 0; i < n; i++) {
+		float v0 = v[i], vp = v0 + h, vm = v0 - h;
+		v[i] = vp;
+		double lp = loss(g, x, w, b, r, y, ws, wsn);
+		v[i] = vm;
+		double lm = loss(g, x, w, b, r, y, ws, wsn);
+		v[i] = v0;
+		double fd = (lp - lm) / ((double)vp - vm);
+		emax = fmax(emax, fabs(fd - grad[i]) / fmax(1, fabs(grad[i])));
+	}
+	return emax;
+}
+
+static void fd_layer(int transposed, int n, int cin, int h, int w_, int cout, int k, int s, int p)
+{
+	p2p_conv g;
+	if (transposed)
+		p2p_convt2d_init(&g, n, cin, h, w_, cout, k, s, p);
+	else
+		p2p_conv2d_init(&g, n, cin, h, w_, cout, k, s, p);
+	size_t nx = (size_t)n * cin * h * w_, ny = (size_t)n * cout * g.oh * g.ow;
+	size_t nw = (size_t)cout * cin * k * k, wsn = p2p_conv_ws(&g);
+	float *x = malloc(nx * 4), *y = malloc(ny * 4), *r = malloc(ny * 4), *dx = calloc(nx, 4);
+	float *w = malloc(nw * 4), *dw = calloc(nw, 4), *b = malloc(cout * 4), *db = calloc(cout, 4);
+	float *ws = malloc(wsn * 4);
+	fill(x, nx), fill(w, nw), fill(b, cout), fill(r, ny);
+	if (transposed)
+		p2p_convt2d_backward(be, &g, dx, dw, db, r, x, w, ws, wsn);
+	else
+		p2p_conv2d_backward(be, &g, dx, dw, db, r, x, w, ws, wsn);
+	double ex = fd_err(&g, x, w, b, r, y, ws, wsn, x, nx, dx);
+	double ew = fd_err(&g, x, w, b, r, y, ws, wsn, w, nw, dw);
+	double eb = fd_err(&g, x, w, b, r, y, ws, wsn, b, cout, db);
+	/* rounding in L (about 1e-7 * sqrt(ny) * |y|) over 2h: about 1e-4 here */
+	CHECKF(ex < 1e-3 && ew < 1e-3 && eb < 1e-3, "%s n%d %d->%d %dx%d: dx %.1e dw %.1e db %.1e",
+	       transposed ? "convT" : "conv", n, cin, cout, h, w_, ex, ew, eb);
+	printf("# fd %s n%d %d->%d %dx%d k%d s%d: dx %.1e dw %.1e db %.1e\n",
+	       transposed ? "convT" : "conv", n, cin, cout, h, w_, k, s, ex, ew, eb);
+	free(x), free(y), free(r), free(dx), free(w), free(dw), free(b), free(db), free(ws);
+}
+
+static void test_finite_differences(void)
+{
+	fd_layer(0, 2, 3, 7, 6, 4, 4, 2, 1);
+	fd_layer(0, 2, 2, 5, 6, 3, 4, 1, 1);
+	fd_layer(0, 2, 3, 5, 4, 2, 3, 1, 1);
+	fd_layer(1, 2, 3, 3, 4, 2, 4, 2, 1);
+	fd_layer(1, 3, 2, 2, 2, 3, 4, 2, 1);
+}
+
+static void test_bad_geometry(void)
+{
+	p2p_conv g;
+	CHECK(p2p_conv2d_init(&g, 1, 3, 2, 2, 4, 4, 1, 0) == -1);
+	CHECK(p2p_conv2d_init(&g, 0, 3, 8, 8, 4, 4, 2, 1) == -1);
+	CHECK(p2p_convt2d_init(&g, 1, 3, 1, 1, 4, 2, 2, 1) == -1);
+	CHECK(p2p_conv2d_init(&g, 2, 3, 8, 8, 4, 4, 2, 1) == 0);
+	float tiny[4];
+	CHECK(p2p_conv2d_forward(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1);
+	CHECK(strstr(p2p_errmsg(), "workspace") != NULL);
+}
+
+int main(void)
+{
+	be = p2p_backend_get("cpu");
+	slow_ok = getenv("VALGRIND") == NULL || !*getenv("VALGRIND");
+	RUN(test_bad_geometry);
+	RUN(test_odd_sizes);
+	RUN(test_finite_differences);
+	if (slow_ok) {
+		RUN(test_unet64);
+		RUN(test_patchgan64);
+		RUN(test_vgg64);
+		RUN(test_unet256);
+		RUN(test_unet256_inner_batch);
+		RUN(test_patchgan256);
+		RUN(test_vgg256);
+	} else {
+		SKIP(test_unet64, "VALGRIND set: small shapes only");
+		SKIP(test_patchgan64, "VALGRIND set");
+		SKIP(test_vgg64, "VALGRIND set");
+		SKIP(test_unet256, "VALGRIND set");
+		SKIP(test_unet256_inner_batch, "VALGRIND set");
+		SKIP(test_patchgan256, "VALGRIND set");
+		SKIP(test_vgg256, "VALGRIND set");
+	}
+	return CHECK_DONE();
+}
