@@ -16,6 +16,7 @@
  * p2p_err. Kernel launches are checked the same way. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +30,64 @@ extern "C" {
 }
 #include "ops_cuda.h"
 
+/* ---- cuBLAS, loaded when the backend starts ----
+ * Linked directly, libcublasLt would be loaded (and would run its start-up
+ * code) in every program that links the tensor library, even on the CPU:
+ * slow, and the source of false errors under valgrind in every unit test.
+ * So it is opened by init and its few entry points taken from it; the names
+ * below make the calls read as the cuBLAS API does.
+ * dlopen is in libc from glibc 2.34 and in libdl before (which libcudart
+ * brings in): weak, so the link wants no -ldl either way. */
+#pragma weak dlopen
+#pragma weak dlsym
+#pragma weak dlerror
+
+static struct {
+	decltype(&cublasCreate_v2) create;
+	decltype(&cublasSetStream_v2) set_stream;
+	decltype(&cublasSetMathMode) set_math_mode;
+	decltype(&cublasSgemm_v2) sgemm;
+	decltype(&cublasSgemmStridedBatched) sgemm_strided_batched;
+	decltype(&cublasGetStatusString) get_status_string;
+} cublas;
+
+#undef cublasCreate
+#undef cublasSetStream
+#undef cublasSgemm
+#define cublasCreate cublas.create
+#define cublasSetStream cublas.set_stream
+#define cublasSetMathMode cublas.set_math_mode
+#define cublasSgemm cublas.sgemm
+#define cublasSgemmStridedBatched cublas.sgemm_strided_batched
+#define cublasGetStatusString cublas.get_status_string
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static int cublas_load(void)
+{
+	static const char *const names[] = {"libcublas.so." STR(CUBLAS_VER_MAJOR), "libcublas.so"};
+	void *h = NULL;
+	const char *why = "dlopen is not available";
+	for (int i = 0; i < 2 && dlopen && !h; i++)
+		if (!(h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL)))
+			why = dlerror();
+	if (!h)
+		return p2p_err("cuda: cannot load cuBLAS: %s", why ? why : names[0]);
+	struct { void **fn; const char *sym; } t[] = {
+		{(void **)&cublas.create, "cublasCreate_v2"},
+		{(void **)&cublas.set_stream, "cublasSetStream_v2"},
+		{(void **)&cublas.set_math_mode, "cublasSetMathMode"},
+		{(void **)&cublas.sgemm, "cublasSgemm_v2"},
+		{(void **)&cublas.sgemm_strided_batched, "cublasSgemmStridedBatched"},
+		{(void **)&cublas.get_status_string, "cublasGetStatusString"},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+		if (!(*t[i].fn = dlsym(h, t[i].sym)))
+			return p2p_err("cuda: cuBLAS has no %s: %s", t[i].sym, dlerror());
+	return 0;
+}
+
 /* ---- failure record and check macro ---- */
 
 static int failed;
@@ -39,7 +98,10 @@ static void fail_note(const char *call, const char *file, int line, const char *
 	if (failed)
 		return;     /* the first failure is the one worth reading */
 	failed = 1;
-	snprintf(fail_msg, sizeof fail_msg, "cuda: %s failed at %s:%d: %s", call, file, line, why);
+	/* the called function's name, without its argument list */
+	int len = (int)strcspn(call, "(");
+	snprintf(fail_msg, sizeof fail_msg, "cuda: %.*s failed at %s:%d: %s", len, call,
+	         file, line, why);
 }
 
 static bool ck(cudaError_t e, const char *call, const char *file, int line)
@@ -178,6 +240,8 @@ static int cu_init(void)
 			return p2p_err("cuda: no CUDA device found (%s)", cudaGetErrorString(e));
 		return p2p_err("cuda: no CUDA device found");
 	}
+	if (!cublas.sgemm && cublas_load() != 0)
+		return -1;
 	cudaDeviceProp prop;
 	if (!CK(cudaSetDevice(0)) || !CK(cudaGetDeviceProperties(&prop, 0)) ||
 	    !CK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) ||
