@@ -250,6 +250,49 @@ static void bench_memops(void)
 	be->free(pp), be->free(g), be->free(m), be->free(v);
 }
 
+/* The pieces of one chunk of a 3x3 convolution (VGG features.2 shape, one
+ * image at S): how close im2col, col2im and swap01 come to the memory's
+ * speed, and the GEMMs to the tensor cores'. */
+static void bench_pieces(void)
+{
+	int c = 64, h = opt.size, k = 3;
+	long p = (long)h * h, kk = (long)c * k * k;
+	size_t nx = (size_t)c * p, ncol = (size_t)kk * p, nw = (size_t)c * kk;
+	float *x = brand(nx), *col = balloc(ncol), *w = brand(nw), *y = balloc(nx);
+	double t[6] = {0};
+	for (int it = -1; it < opt.iters; it++) {
+		double t0, acc[6];
+		be->sync(), t0 = now();
+		be->im2col(x, 1, c, h, h, k, 1, 1, h, h, col);
+		be->sync(), acc[0] = now() - t0, t0 = now();
+		be->gemm(0, 0, c, p, kk, 1, w, kk, col, p, 0, y, p);
+		be->sync(), acc[1] = now() - t0, t0 = now();
+		be->gemm(1, 0, kk, p, c, 1, w, kk, y, p, 0, col, p);
+		be->sync(), acc[2] = now() - t0, t0 = now();
+		be->col2im(col, 1, c, h, h, k, 1, 1, h, h, x);
+		be->sync(), acc[3] = now() - t0, t0 = now();
+		be->swap01(col, y, 8, c, p / 8, 0);
+		be->sync(), acc[4] = now() - t0, t0 = now();
+		be->copy(y, x, nx);
+		be->sync(), acc[5] = now() - t0;
+		for (int i = 0; it >= 0 && i < 6; i++)
+			t[i] += acc[i] / opt.iters;
+	}
+	char what[80];
+	snprintf(what, sizeof what, "im2col 3x3 (%d, %d, %d)", c, h, h);
+	bandwidth(what, t[0], 4.0 * (ncol + nx));
+	printf("%-34s %9.3f ms %8.1f TFLOP/s\n", "gemm NN 64 x S^2 x 576", t[1] * 1e3,
+	       2.0 * c * p * kk / t[1] * 1e-12);
+	printf("%-34s %9.3f ms %8.1f TFLOP/s\n", "gemm TN 576 x S^2 x 64", t[2] * 1e3,
+	       2.0 * c * p * kk / t[2] * 1e-12);
+	snprintf(what, sizeof what, "col2im 3x3 (%d, %d, %d)", c, h, h);
+	bandwidth(what, t[3], 4.0 * (ncol + 2 * nx));
+	bandwidth("swap01 (8, 64, S^2/8)", t[4], 8.0 * nx);
+	bandwidth("copy", t[5], 8.0 * nx);
+	check_status();
+	be->free(x), be->free(col), be->free(w), be->free(y);
+}
+
 static void usage(void)
 {
 	printf("usage: gpu_ops [--device cuda|cpu] [--size 256] [--batch 24] [--iters 5] [--no-tf32]\n");
@@ -317,6 +360,7 @@ int main(int argc, char **argv)
 	       step * 1e3, opt.batch / step);
 	be->free(ws);
 	bench_memops();
+	bench_pieces();
 	if (gpu)
 		printf("# peak backend memory %.1f MiB\n", p2p_cuda_mem_peak() / 1048576.0);
 	check_status();
