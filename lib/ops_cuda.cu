@@ -484,36 +484,53 @@ static void cu_im2col(const float *x, int n, int c, int h, int w, int k,
 
 /* The adjoint without atomics: one thread per element of x gathers the
  * entries of col that im2col took from it, in (ky, kx) order as the CPU
- * scatters them, and adds them to x one by one: the same sum, bit for bit. */
-template <typename I>
+ * scatters them, and adds them to x one by one: the same sum, bit for bit.
+ * Only the taps whose offset is a multiple of the stride are visited. K and
+ * S fix the kernel size and stride at compile time for the common shapes
+ * (0: as passed). */
+template <typename I, int K, int S>
 __global__ void k_col2im(const float *col, int n, int c, int h, int w, int k,
                          int stride, int pad, int oh, int ow, float *x)
 {
+	const int kk = K ? K : k, st = S ? S : stride;
 	I p = (I)oh * ow, ncols = (I)n * p;
 	FOR_EACH(t, (I)n * c * h * w) {
 		int ix = (int)(t % (I)w), iy = (int)(t / (I)w % (I)h);
 		I pl = t / ((I)w * h);
 		I ci = pl % (I)c, img = pl / (I)c;
-		const float *cp = col + ci * (I)(k * k) * ncols + img * p;
+		const float *cp = col + ci * (I)(kk * kk) * ncols + img * p;
 		float v = x[t];
-		for (int ky = 0; ky < k; ky++) {
+		for (int ky = (iy + pad) % st; ky < kk; ky += st) {
 			int ty = iy + pad - ky;     /* oy * stride */
 			if (ty < 0)
 				break;
-			if (ty % stride || ty / stride >= oh)
+			int oy = ty / st;
+			if (oy >= oh)
 				continue;
-			int oy = ty / stride;
-			for (int kx = 0; kx < k; kx++) {
+			for (int kx = (ix + pad) % st; kx < kk; kx += st) {
 				int tx = ix + pad - kx;
 				if (tx < 0)
 					break;
-				if (tx % stride || tx / stride >= ow)
+				if (tx / st >= ow)
 					continue;
-				v += cp[(I)(ky * k + kx) * ncols + (I)oy * ow + tx / stride];
+				v += cp[(I)(ky * kk + kx) * ncols + (I)oy * ow + tx / st];
 			}
 		}
 		x[t] = v;
 	}
+}
+
+template <int K, int S>
+static void col2im_launch(size_t big, size_t threads, const float *col, int n, int c,
+                          int h, int w, int k, int stride, int pad, int oh, int ow, float *x)
+{
+	if (big <= IDX32_MAX)
+		k_col2im<unsigned, K, S><<<grid_for(threads), TPB, 0, stream>>>(
+			col, n, c, h, w, k, stride, pad, oh, ow, x);
+	else
+		k_col2im<unsigned long long, K, S><<<grid_for(threads), TPB, 0, stream>>>(
+			col, n, c, h, w, k, stride, pad, oh, ow, x);
+	ck(cudaGetLastError(), "k_col2im<<<>>>", __FILE__, __LINE__);
 }
 
 static void cu_col2im(const float *col, int n, int c, int h, int w, int k,
@@ -521,9 +538,16 @@ static void cu_col2im(const float *col, int n, int c, int h, int w, int k,
 {
 	size_t threads = (size_t)n * c * h * w;
 	size_t big = (size_t)c * k * k * n * oh * ow + threads;
-	if (threads && k > 0)
-		LAUNCH_IDX(big, k_col2im, grid_for(threads), col, n, c, h, w, k, stride, pad,
-		           oh, ow, x);
+	if (!threads || k <= 0 || stride <= 0)
+		return;
+	if (k == 4 && stride == 2)          /* the U-Net's and PatchGAN's */
+		col2im_launch<4, 2>(big, threads, col, n, c, h, w, k, stride, pad, oh, ow, x);
+	else if (k == 4 && stride == 1)     /* the PatchGAN's last two */
+		col2im_launch<4, 1>(big, threads, col, n, c, h, w, k, stride, pad, oh, ow, x);
+	else if (k == 3 && stride == 1)     /* VGG16's */
+		col2im_launch<3, 1>(big, threads, col, n, c, h, w, k, stride, pad, oh, ow, x);
+	else
+		col2im_launch<0, 0>(big, threads, col, n, c, h, w, k, stride, pad, oh, ow, x);
 }
 
 /* A block's threads add their values in a fixed tree: deterministic.
