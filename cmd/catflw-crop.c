@@ -359,10 +359,12 @@ static void free_jobs(joblist *l)
 /* ---- cropping one sample ---- */
 
 /* The photo for label file DIR/STEM.json: PARENT/images/STEM.EXT (the CatFLW
- * layout), else DIR/STEM.EXT. NULL (message set) when there is none. */
+ * layout), else DIR/STEM.EXT, for the extensions of the formats that
+ * p2p_crop_open reads. NULL (message set) when there is none. */
 static char *find_image(const char *label, const char *id)
 {
-	static const char *const exts[] = { "png", "jpg", "jpeg", "PNG", "JPG", "JPEG" };
+	static const char *const exts[] = { "png", "jpg", "jpeg", "webp", "tif", "tiff",
+					    "PNG", "JPG", "JPEG", "WEBP", "TIF", "TIFF" };
 	const char *base = base_name(label);
 	size_t dl = (size_t)(base - label);   /* the folder, with its '/' */
 	while (dl > 1 && label[dl - 1] == '/' && label[dl - 2] == '/')
@@ -395,7 +397,7 @@ static char *find_image(const char *label, const char *id)
 		}
 	}
 	if (!found)
-		p2p_err("%s: no image %s.png, .jpg or .jpeg in %simages/ or beside it", label, id, parent);
+		p2p_err("%s: no image %s.{png,jpg,jpeg,webp,tif,tiff} in %simages/ or beside it", label, id, parent);
 	free(parent);
 	return found;
 }

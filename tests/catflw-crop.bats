@@ -253,7 +253,7 @@ pixel() { vips getpoint "$1" "$2" "$3" | awk '{ printf "%d", $1 }'; }
 		"catflw-crop: fx/bad/labels/inverted.json: \"bounding_boxes\" is inverted or empty (x1 >= x2 or y1 >= y2)" \
 		"catflw-crop: missing.json: cannot open: No such file or directory" \
 		"catflw-crop: fx/bad/labels/nan.json:1: not valid JSON (NaN and Infinity are not JSON numbers)" \
-		"catflw-crop: fx/bad/labels/noimage.json: no image noimage.png, .jpg or .jpeg in fx/bad/images/ or beside it" \
+		"catflw-crop: fx/bad/labels/noimage.json: no image noimage.{png,jpg,jpeg,webp,tif,tiff} in fx/bad/images/ or beside it" \
 		"catflw-crop: nolabels: not a CatFLW folder (no labels/ in it)" \
 		"catflw-crop: fx/bad/labels/nonnum.json: point 5 is not a pair of numbers" \
 		"catflw-crop: fx/bad/labels/notjson.json:2: not valid JSON" \
