@@ -4,6 +4,8 @@
 #include "check.h"
 #include "atomic.h"
 #include "augment.h"
+#include "backend.h"
+#include "checkpoint.h"
 #include "dataset.h"
 #include "err.h"
 #include "image.h"
@@ -427,6 +429,126 @@ static void dataset_errors_name_the_file(void)
 	CHECKF(strncmp(p2p_errmsg(), p, strlen(p)) == 0, "%s", p2p_errmsg());
 }
 
+
+/* ---- checkpoints ---- */
+
+static const p2p_backend *be;
+
+/* A small parameter set standing in for a model: the checkpoint code sees
+ * only names, shapes and flat buffers. */
+static int make_set(p2p_params *ps, const char *w, int rows, uint64_t seed)
+{
+	p2p_param_spec spec[2] = { { w, 4, { rows, 2, 3, 3 }, P2P_INIT_NORMAL },
+	                           { "bias", 1, { rows, 1, 1, 1 }, P2P_INIT_ZERO } };
+	if (p2p_params_create(ps, be, spec, 2))
+		return -1;
+	p2p_rng r;
+	p2p_rng_seed(&r, seed);
+	p2p_params_init(ps, &r, 0.5f);
+	for (int t = 0; t < ps->count; t++)     /* alignment gaps stay 0 */
+		for (size_t i = ps->offset[t]; i < ps->offset[t] + ps->numel[t]; i++) {
+			ps->m[i] = (float)i * 0.25f;
+			ps->v[i] = (float)i + 0.5f;
+		}
+	return 0;
+}
+
+static p2p_ckpt sample_ckpt(void)
+{
+	p2p_ckpt c = { .g = p2p_unet_default(32), .epoch = 3, .batch = 2, .step = 17,
+	               .n_train = 8, .best_val_l1 = 0.1 + 0.2, .best_epoch = 2,
+	               .sums = { 1.0 / 3, 2e-300, 123456.789, 0.1, 0 },
+	               .seed = 18446744073709551557ULL, .config = "{\"batch\":3}" };
+	c.g.ngf = 4;
+	c.d = (p2p_patchgan_cfg){ .size = 32, .in_ch = 4, .ndf = 4 };
+	return c;
+}
+
+static void checkpoint_round_trip(void)
+{
+	p2p_params g, d, g2, d2;
+	CHECK(make_set(&g, "down.0.weight", 3, 1) == 0 && make_set(&d, "conv.0.weight", 2, 2) == 0);
+	CHECK(make_set(&g2, "down.0.weight", 3, 9) == 0 && make_set(&d2, "conv.0.weight", 2, 9) == 0);
+	p2p_adam ga = { .step = 17 }, da = { .step = 16 }, ga2 = { 0 }, da2 = { 0 };
+	p2p_ckpt c = sample_ckpt();
+	const char *path = tmp("last.safetensors"), *again = tmp("again.safetensors");
+	CHECKF(p2p_ckpt_save(path, &c, &g, &ga, &d, &da) == 0, "%s", p2p_errmsg());
+	p2p_ckpt r;
+	p2p_st *st = p2p_ckpt_open(path, &r);
+	CHECKF(st != NULL, "%s", p2p_errmsg());
+	if (!st)
+		return;
+	CHECK(r.epoch == 3 && r.batch == 2 && r.step == 17 && r.n_train == 8 && r.best_epoch == 2);
+	CHECK(r.best_val_l1 == c.best_val_l1 && r.seed == c.seed);
+	CHECK(memcmp(r.sums, c.sums, sizeof r.sums) == 0);      /* to the bit */
+	CHECK(r.g.size == 32 && r.g.ngf == 4 && r.g.in_ch == 1 && r.g.out_ch == 3);
+	CHECK(r.d.size == 32 && r.d.in_ch == 4 && r.d.ndf == 4);
+	CHECK(strcmp(r.config, "{\"batch\":3}") == 0);
+	CHECKF(p2p_ckpt_restore(st, path, &g2, &ga2, &d2, &da2) == 0, "%s", p2p_errmsg());
+	CHECK(ga2.step == 17 && da2.step == 16);
+	CHECK(memcmp(g.data, g2.data, g.total * sizeof(float)) == 0);
+	CHECK(memcmp(g.m, g2.m, g.total * sizeof(float)) == 0);
+	CHECK(memcmp(g.v, g2.v, g.total * sizeof(float)) == 0);
+	CHECK(memcmp(d.data, d2.data, d.total * sizeof(float)) == 0);
+	CHECK(memcmp(d.v, d2.v, d.total * sizeof(float)) == 0);
+	/* the restored state saves to the same bytes */
+	CHECK(p2p_ckpt_save(again, &r, &g2, &ga2, &d2, &da2) == 0);
+	void *b1, *b2;
+	size_t n1, n2;
+	CHECK(p2p_read_file(path, 1 << 24, &b1, &n1) == 0 && p2p_read_file(again, 1 << 24, &b2, &n2) == 0);
+	CHECK(n1 == n2 && memcmp(b1, b2, n1) == 0);
+	free(b2);
+	/* an infinite best L1 (no validation yet) reads back */
+	c.best_val_l1 = INFINITY;
+	CHECK(p2p_ckpt_save(again, &c, &g, &ga, &d, &da) == 0);
+	p2p_ckpt r2;
+	p2p_st *st2 = p2p_ckpt_open(again, &r2);
+	CHECK(st2 && isinf(r2.best_val_l1));
+	p2p_st_free(st2);
+	p2p_ckpt_clear(&r2);
+
+	/* restoring into another shape names the tensor */
+	p2p_params g3;
+	CHECK(make_set(&g3, "down.0.weight", 5, 1) == 0);
+	CHECK(p2p_ckpt_restore(st, path, &g3, &ga2, &d2, &da2) == -1);
+	CHECKF(strstr(p2p_errmsg(), "G.down.0.weight") != NULL, "%s", p2p_errmsg());
+	p2p_params_free(&g3);
+	p2p_st_free(st);
+	p2p_ckpt_clear(&r);
+
+	/* truncated: an error naming the file, at any length */
+	for (size_t cut = 0; cut < n1; cut += n1 / 7 + 1) {
+		CHECK(p2p_write_file(again, b1, cut) == 0);
+		CHECK(p2p_ckpt_open(again, &r) == NULL);
+		CHECKF(strncmp(p2p_errmsg(), again, strlen(again)) == 0, "%s", p2p_errmsg());
+	}
+	free(b1);
+
+	/* G_best: plain names, the architecture; not a training checkpoint */
+	const char *gb = tmp("G_best.safetensors");
+	CHECK(p2p_ckpt_save_g(gb, &c.g, &g, 2, 0.25) == 0);
+	p2p_st *s = p2p_st_read(gb);
+	CHECK(s != NULL);
+	if (s) {
+		const float *w;
+		int shape[4] = { 3, 2, 3, 3 };
+		CHECK(p2p_st_get_shaped(s, "down.0.weight", 4, shape, &w) == 0);
+		CHECK(w && memcmp(w, g.data, 54 * sizeof(float)) == 0);
+		p2p_unet_cfg u;
+		CHECK(p2p_unet_meta_read(s, gb, &u) == 0 && u.ngf == 4 && u.size == 32);
+		CHECK(strcmp(p2p_st_meta(s, "epoch"), "2") == 0);
+		CHECK(strcmp(p2p_st_meta(s, "val_l1"), "0.25") == 0);
+		p2p_st_free(s);
+	}
+	CHECK(p2p_ckpt_open(gb, &r) == NULL);
+	CHECKF(strstr(p2p_errmsg(), "not a p2p-train checkpoint") != NULL, "%s", p2p_errmsg());
+	CHECK(p2p_ckpt_save_d(tmp("D_best.safetensors"), &c.d, &d, 2, 0.25) == 0);
+	p2p_params_free(&g);
+	p2p_params_free(&d);
+	p2p_params_free(&g2);
+	p2p_params_free(&d2);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof dir, "%s/p2p-train-parts-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -446,6 +568,11 @@ int main(void)
 	RUN(jitter_draws_are_deterministic_and_in_range);
 	RUN(dataset_loads_pairs_in_order);
 	RUN(dataset_errors_name_the_file);
+	be = p2p_backend_get("cpu");
+	if (be) {
+		be->set_threads(1);
+		RUN(checkpoint_round_trip);
+	}
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
