@@ -672,11 +672,10 @@ int main(int argc, char **argv)
 	run_paths rp = { path_in(o.out, "last_checkpoint.safetensors"),
 	                 path_in(o.out, "G_best.safetensors"), path_in(o.out, "D_best.safetensors"),
 	                 path_in(o.out, "train.jsonl"), path_in(o.out, "samples") };
-	if (p2p_mkdirs(o.out))
-		p2p_die_lib();
-
 	trainer t;
 	trainer_init(&t, &o, be, S, train.n);
+	if (p2p_mkdirs(o.out))
+		p2p_die_lib();
 	char *config = config_json(&o, S);
 	p2p_ckpt ck = { .g = *p2p_unet_config(t.G), .d = p2p_patchgan_default(S),
 	                .n_train = train.n, .best_val_l1 = INFINITY, .seed = o.seed,

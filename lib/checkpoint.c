@@ -70,9 +70,7 @@ int p2p_ckpt_save(const char *path, const p2p_ckpt *c, const p2p_params *g,
 		         i ? "," : "", c->sums[i]);
 	snprintf(seed, sizeof seed, "%" PRIu64, c->seed);
 	if (p2p_st_add_meta(w, "format", P2P_CKPT_FORMAT)
-	    || p2p_unet_meta_add(w, &c->g)
-	    || meta_long(w, "D.size", c->d.size) || meta_long(w, "D.in_ch", c->d.in_ch)
-	    || meta_long(w, "D.ndf", c->d.ndf)
+	    || p2p_unet_meta_add(w, &c->g) || p2p_patchgan_meta_add(w, &c->d)
 	    || meta_long(w, "epoch", c->epoch) || meta_long(w, "batch", c->batch)
 	    || meta_long(w, "step", c->step) || meta_long(w, "n_train", c->n_train)
 	    || meta_double(w, "best_val_l1", c->best_val_l1)
@@ -156,13 +154,10 @@ p2p_st *p2p_ckpt_open(const char *path, p2p_ckpt *c)
 		        path, P2P_CKPT_FORMAT);
 		goto fail;
 	}
-	long dsize, din, dndf, steps;
+	long steps;
 	const char *seed = p2p_st_meta(st, "seed"), *cfg = p2p_st_meta(st, "config");
 	char *end = NULL;
-	if (p2p_unet_meta_read(st, path, &c->g)
-	    || get_long(st, path, "D.size", 1, 1 << 20, &dsize)
-	    || get_long(st, path, "D.in_ch", 1, 1 << 20, &din)
-	    || get_long(st, path, "D.ndf", 1, 1 << 20, &dndf)
+	if (p2p_unet_meta_read(st, path, &c->g) || p2p_patchgan_meta_read(st, path, &c->d)
 	    || get_long(st, path, "epoch", 0, 1L << 40, &c->epoch)
 	    || get_long(st, path, "batch", 0, 1L << 40, &c->batch)
 	    || get_long(st, path, "step", 0, 1L << 50, &c->step)
@@ -182,9 +177,6 @@ p2p_st *p2p_ckpt_open(const char *path, p2p_ckpt *c)
 		p2p_err("%s: metadata \"config\" is missing", path);
 		goto fail;
 	}
-	c->d.size = (int)dsize;
-	c->d.in_ch = (int)din;
-	c->d.ndf = (int)dndf;
 	return st;
 fail:
 	p2p_ckpt_clear(c);

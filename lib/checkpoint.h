@@ -2,12 +2,12 @@
  *
  * last_checkpoint.safetensors holds everything a run needs to go on exactly
  * where it stopped: tensors G.NAME, G.adam.m.NAME, G.adam.v.NAME and the same
- * for D; metadata strings for the rest: "format" "p2pcat-train", G's
- * architecture (p2p_unet_meta_add's keys), D's as "D.size", "D.in_ch",
- * "D.ndf", the position ("epoch" completed, "batch" done in the next one,
- * "step"), "n_train", "best_val_l1", "best_epoch", the running loss sums of
- * the epoch in progress ("sums"), the Adam step counts, "seed" and "config"
- * (the run's settings as a JSON object). Numbers are written with 17
+ * for D; metadata strings for the rest: "format" "p2pcat-train", the
+ * architectures (p2p_unet_meta_add's and p2p_patchgan_meta_add's keys,
+ * which do not collide), the position ("epoch" completed, "batch" done in
+ * the next one, "step"), "n_train", "best_val_l1", "best_epoch", the
+ * running loss sums of the epoch in progress ("sums"), the Adam step counts,
+ * "seed" and "config" (the run's settings as a JSON object). Numbers are written with 17
  * significant digits, so they read back exactly. Nothing in it depends on
  * the clock: the same run gives the same bytes.
  *

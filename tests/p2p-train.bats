@@ -9,6 +9,7 @@ load helper
 setup_file() {
 	export DATA=$BATS_FILE_TMPDIR/data
 	python3 "$FIXTURES/p2p-train/mkdata.py" "$DATA" 32 8 3 2
+	python3 "$FIXTURES/p2p-train/mkvgg.py" "$BATS_FILE_TMPDIR/vgg16.safetensors"
 	# the reference: 3 epochs of 3 steps (batches of 3, 3, 2), uninterrupted
 	p2p-train --data "$DATA" --out "$BATS_FILE_TMPDIR/ref" --epochs 3 --batch 3 \
 		--ngf 4 --ndf 4 --lambda-perc 0 --sample-every 1 --threads 1 --quiet
@@ -101,7 +102,7 @@ same_run() {
 }
 
 @test "one epoch end to end: run folder, log, G_best with its architecture" {
-	run -0 --separate-stderr p2p-train --data "$DATA" --out run --epochs 1 --batch 3 \
+	run -0 --separate-stderr p2p-train --data "$DATA" --out run --epochs 1 --batch 3 --threads 1 \
 		--ngf 4 --ndf 4 --lambda-perc 0 --sample-every 1
 	[ -z "$output" ]
 	[[ ${stderr_lines[0]} == "p2p-train: epoch 1/1: loss_D "*" val_PSNR "*" dB (best), "*" s" ]]
@@ -132,19 +133,40 @@ EOF
 	st_names run/G_best.safetensors | grep -qx down.0.weight
 	st_names run/G_best.safetensors | grep -qx up.4.bias
 	! st_names run/G_best.safetensors | grep -v -E '^(down|up)\.[0-9]+\.(weight|bias)$'
-	[ "$(st_meta run/D_best.safetensors arch)" = patchgan ]
+	[ "$(st_meta run/D_best.safetensors d_arch)" = patchgan ]
 	st_names run/D_best.safetensors | grep -qx conv.0.weight
 	# the checkpoint: G, D, both Adam states, the position and the settings
 	c=run/last_checkpoint.safetensors
 	[ "$(st_meta $c format)" = p2pcat-train ]
 	[ "$(st_meta $c epoch)" = 1 ] && [ "$(st_meta $c batch)" = 0 ] && [ "$(st_meta $c step)" = 3 ]
 	[ "$(st_meta $c G.adam.step)" = 3 ] && [ "$(st_meta $c D.adam.step)" = 3 ]
-	[ "$(st_meta $c seed)" = 42 ] && [ "$(st_meta $c ngf)" = 4 ] && [ "$(st_meta $c D.ndf)" = 4 ]
+	[ "$(st_meta $c seed)" = 42 ] && [ "$(st_meta $c ngf)" = 4 ] && [ "$(st_meta $c ndf)" = 4 ]
 	[[ $(st_meta $c config) == *'"batch":3,'* ]]
 	for p in G. G.adam.m. G.adam.v. D. D.adam.m. D.adam.v.; do
 		st_names $c | grep -qx "${p}down.0.weight" || st_names $c | grep -qx "${p}conv.0.weight"
 	done
 	[ "$(st_names $c | wc -l)" -eq $((3 * ($(st_names run/G_best.safetensors | wc -l) + $(st_names run/D_best.safetensors | wc -l)))) ]
+}
+
+@test "the perceptual loss, VGG16 weights from a file" {
+	vgg=$BATS_FILE_TMPDIR/vgg16.safetensors
+	run -0 --separate-stderr p2p-train --data "$DATA" --out run --epochs 1 --batch 3 --ngf 4 \
+		--ndf 4 --threads 1 --quiet --vgg16 "$vgg"
+	python3 - run/train.jsonl <<'EOF'
+import json, sys
+o = json.loads(open(sys.argv[1]).readline())
+assert o["loss_g_perc"] > 0, o
+want = o["loss_g_gan"] + 150 * o["loss_g_l1"] + 2 * o["loss_g_perc"]
+assert abs(o["loss_g"] - want) < 1e-9 * want, (o["loss_g"], want)
+EOF
+	[[ $(st_meta run/last_checkpoint.safetensors config) == *'"lambda_perc":2,"vgg16":"'"$vgg"'"'* ]]
+	# the weight changes the run
+	run -0 train --out other --epochs 1 --lambda-perc 0.5 --vgg16 "$vgg"
+	! cmp -s run/G_best.safetensors other/G_best.safetensors
+	run -1 --separate-stderr train --out bad --epochs 1 --lambda-perc 2 --vgg16 nosuch.safetensors
+	[[ $stderr == "p2p-train: nosuch.safetensors: "* ]]
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[ ! -e bad ]
 }
 
 @test "same seed, same bytes; another seed, other weights" {
