@@ -644,250 +644,294 @@ static void remove_file(const char *path)
 		p2p_die(1, "%s: cannot remove: %s", path, strerror(errno));
 }
 
+/* Everything one training run holds. */
+typedef struct {
+	const opts *o;
+	p2p_dataset train, val;
+	run_paths rp;
+	trainer t;
+	p2p_ckpt ck;            /* the state a checkpoint writes */
+	long saved_step;        /* the step of the checkpoint on disk; -1: none */
+	train_log lg;
+	val_result vr;
+	int *perm;              /* the epoch's order of the train set */
+	int nb;                 /* batches per epoch */
+	int say, bar;           /* messages, progress bar */
+} run;
+
+/* Models, buffers and paths; the run folder once all of them exist. */
+static void run_open(run *r, const opts *o, const p2p_backend *be)
+{
+	int S = r->train.size;
+	r->o = o;
+	r->rp = (run_paths){ path_in(o->out, "last_checkpoint.safetensors"),
+	                     path_in(o->out, "G_best.safetensors"),
+	                     path_in(o->out, "D_best.safetensors"),
+	                     path_in(o->out, "train.jsonl"), path_in(o->out, "samples") };
+	trainer_init(&r->t, o, be, S, r->train.n);
+	if (p2p_mkdirs(o->out))
+		p2p_die_lib();
+	r->ck = (p2p_ckpt){ .g = *p2p_unet_config(r->t.G), .d = p2p_patchgan_default(S),
+	                    .n_train = r->train.n, .best_val_l1 = INFINITY, .seed = o->seed,
+	                    .config = config_json(o, S) };
+	r->ck.d.ndf = (int)o->ndf;
+	r->saved_step = -1;
+	r->vr.rows = r->val.n < GRID_ROWS ? r->val.n : GRID_ROWS;
+	for (int i = 0; i < r->vr.rows; i++)
+		r->vr.idx[i] = (int)((long)i * r->val.n / r->vr.rows);
+	r->vr.gen = malloc((size_t)r->vr.rows * 3 * r->t.ss);
+	r->perm = malloc(r->train.n * sizeof *r->perm);
+	if (!r->vr.gen || !r->perm)
+		p2p_die(1, "out of memory");
+	r->nb = (int)((r->train.n + o->batch - 1) / o->batch);
+}
+
+/* Go on from RUN/last_checkpoint.safetensors if there is one (and it may be
+ * resumed: same architecture, size and settings), else start afresh. */
+static void run_resume(run *r)
+{
+	const opts *o = r->o;
+	const char *last = r->rp.last;
+	p2p_ckpt *ck = &r->ck, old;
+	struct stat sb;
+	if (!o->resume) {
+		remove_file(last);
+		remove_file(r->rp.gbest);
+		remove_file(r->rp.dbest);
+		remove_file(r->rp.log);
+	}
+	if (!o->resume || stat(last, &sb) != 0) {
+		init_weights(&r->t);
+		log_load(&r->lg, r->rp.log, 0);
+		return;
+	}
+	p2p_st *st = p2p_ckpt_open(last, &old);
+	if (!st)
+		p2p_die(1, "%s (pass --no-resume to start over)", p2p_errmsg());
+	int S = r->train.size;
+	if (old.g.size != S)
+		p2p_die(1, "%s: trained on %dx%d images, the data set's are %dx%d: pass --no-resume "
+		        "to start over", last, old.g.size, old.g.size, S, S);
+	if (old.g.ngf != ck->g.ngf || old.g.in_ch != ck->g.in_ch || old.g.out_ch != ck->g.out_ch
+	    || old.g.dropout != ck->g.dropout || old.d.ndf != ck->d.ndf
+	    || old.d.in_ch != ck->d.in_ch || old.d.size != ck->d.size)
+		p2p_die(1, "%s: a checkpoint of another architecture (G ngf %d, D ndf %d; this run: "
+		        "ngf %d, ndf %d): pass the same widths to resume, or --no-resume to start "
+		        "over", last, old.g.ngf, old.d.ndf, ck->g.ngf, ck->d.ndf);
+	check_config(last, old.config, o);
+	if (old.batch > 0 && old.n_train != r->train.n)
+		p2p_die(1, "%s: stopped inside an epoch of %ld train samples, the train split now "
+		        "has %d: pass --no-resume to start over", last, old.n_train, r->train.n);
+	if (p2p_ckpt_restore(st, last, p2p_unet_params(r->t.G), &r->t.ga,
+	                     p2p_patchgan_params(r->t.D), &r->t.da))
+		p2p_die_lib();
+	p2p_st_free(st);
+	ck->epoch = old.epoch;
+	ck->batch = old.batch;
+	ck->step = old.step;
+	ck->best_val_l1 = old.best_val_l1;
+	ck->best_epoch = old.best_epoch;
+	memcpy(ck->sums, old.sums, sizeof ck->sums);
+	p2p_ckpt_clear(&old);
+	r->saved_step = ck->step;
+	log_load(&r->lg, r->rp.log, ck->epoch);
+}
+
+/* Why to stop now, or NULL. */
+static const char *stop_reason(const run *r)
+{
+	if (stop_signal)
+		return stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+	if (r->o->max_steps && r->ck.step >= r->o->max_steps)
+		return "--max-steps";
+	return NULL;
+}
+
+/* The epoch's end: validate, keep the best, draw the samples, log, checkpoint. */
+static void epoch_end(run *r, double secs, long images, double lr_g, double lr_d)
+{
+	const opts *o = r->o;
+	p2p_ckpt *ck = &r->ck;
+	val_result *vr = &r->vr;
+	long e = ck->epoch + 1;         /* from 1, for people */
+	validate(&r->t, &r->val, vr);
+	if (!isfinite(vr->l1)) {
+		char where[32];
+		snprintf(where, sizeof where, "epoch %ld", e);
+		bad_number(where, "val L1", vr->l1, &r->rp, r->saved_step);
+	}
+	int best = vr->l1 < ck->best_val_l1;
+	if (best) {
+		ck->best_val_l1 = vr->l1;
+		ck->best_epoch = e;
+		if (p2p_ckpt_save_g(r->rp.gbest, &ck->g, p2p_unet_params(r->t.G), e, vr->l1)
+		    || p2p_ckpt_save_d(r->rp.dbest, &ck->d, p2p_patchgan_params(r->t.D), e, vr->l1))
+			p2p_die_lib();
+	}
+	if (o->sample_every && e % o->sample_every == 0) {
+		char name[64];
+		snprintf(name, sizeof name, "epoch_%03ld.png", e);
+		char *path = path_in(r->rp.samples, name);
+		if (p2p_mkdirs(r->rp.samples) || save_grid(path, &r->val, vr))
+			p2p_die_lib();
+		free(path);
+	}
+	double m[P2P_CKPT_NSUMS];
+	for (int i = 0; i < P2P_CKPT_NSUMS; i++)
+		m[i] = ck->sums[i] / r->nb;
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddNumberToObject(j, "epoch", (double)e);
+	cJSON_AddNumberToObject(j, "loss_d", m[L_D]);
+	cJSON_AddNumberToObject(j, "loss_g", m[L_G]);
+	cJSON_AddNumberToObject(j, "loss_g_gan", m[L_GAN]);
+	cJSON_AddNumberToObject(j, "loss_g_l1", m[L_L1]);
+	cJSON_AddNumberToObject(j, "loss_g_perc", m[L_PERC]);
+	cJSON_AddNumberToObject(j, "val_l1", vr->l1);
+	cJSON_AddNumberToObject(j, "val_psnr", vr->psnr);
+	cJSON_AddNumberToObject(j, "lr_g", lr_g);
+	cJSON_AddNumberToObject(j, "lr_d", lr_d);
+	cJSON_AddNumberToObject(j, "seconds", round(secs * 1000) / 1000);
+	cJSON_AddNumberToObject(j, "images_per_s", secs > 0 ? round(images / secs * 100) / 100 : 0);
+	char *line = cJSON_PrintUnformatted(j);
+	cJSON_Delete(j);
+	if (!line)
+		p2p_die(1, "out of memory");
+	log_push(&r->lg, line);
+	if (log_write(&r->lg))
+		p2p_die_lib();
+	ck->epoch++;
+	ck->batch = 0;
+	memset(ck->sums, 0, sizeof ck->sums);
+	save_last(&r->t, &r->rp, ck, &r->saved_step);
+	if (r->say)
+		p2p_warn("epoch %ld/%ld: loss_D %.4f loss_G %.4f (L1 %.4f) val_L1 %.4f "
+		         "val_PSNR %.2f dB%s, %.1f s", e, o->epochs, m[L_D], m[L_G], m[L_L1],
+		         vr->l1, vr->psnr, best ? " (best)" : "", secs);
+}
+
+/* The rest of epoch ck.epoch, from batch ck.batch on, then its end. Returns
+ * why it stopped early, or NULL. */
+static const char *run_epoch(run *r)
+{
+	const opts *o = r->o;
+	p2p_ckpt *ck = &r->ck;
+	long e = ck->epoch;
+	int ntr = r->train.n;
+	double lr_g = p2p_cosine_warm_restarts(o->lr, 0, o->t0, o->tmult, e);
+	double lr_d = p2p_cosine_warm_restarts(o->lr_d, 0, o->t0, o->tmult, e);
+	epoch_order(r->perm, ntr, o->seed, e);
+	char label[48];
+	snprintf(label, sizeof label, "epoch %ld/%ld", e + 1, o->epochs);
+	int first = (int)(ck->batch * o->batch);
+	p2p_progress pg;
+	p2p_progress_start(&pg, label, ntr - first, r->bar);
+	double t0 = p2p_now();
+	long images = 0;
+	while (ck->batch < r->nb) {
+		int n = ntr - first < o->batch ? ntr - first : (int)o->batch;
+		load_batch(&r->t, &r->train, r->perm, e, first, n);
+		double loss[P2P_CKPT_NSUMS];
+		train_step(&r->t, n, (uint64_t)e * ntr + first, (float)lr_g, (float)lr_d, loss);
+		for (int i = 0; i < P2P_CKPT_NSUMS; i++)
+			if (!isfinite(loss[i])) {
+				static const char *names[] = { "loss_D", "loss_G", "loss_G_GAN",
+				                               "loss_G_L1", "loss_G_perc" };
+				char where[64];
+				snprintf(where, sizeof where, "epoch %ld, step %ld", e + 1, ck->step + 1);
+				p2p_progress_end(&pg);
+				bad_number(where, names[i], loss[i], &r->rp, r->saved_step);
+			}
+		for (int i = 0; i < P2P_CKPT_NSUMS; i++)
+			ck->sums[i] += loss[i];
+		ck->step++;
+		ck->batch++;
+		first += n;
+		images += n;
+		char extra[64];
+		snprintf(extra, sizeof extra, "D %.4f G %.4f", loss[L_D], loss[L_G]);
+		p2p_progress_update(&pg, images, extra);
+		if (ck->batch == r->nb)
+			break;                  /* the epoch's end saves */
+		const char *why = stop_reason(r);
+		if (why || (o->checkpoint_every && ck->step % o->checkpoint_every == 0))
+			save_last(&r->t, &r->rp, ck, &r->saved_step);
+		if (why) {
+			p2p_progress_end(&pg);
+			return why;
+		}
+	}
+	p2p_progress_end(&pg);
+	epoch_end(r, p2p_now() - t0, images, lr_g, lr_d);
+	return stop_reason(r);
+}
+
+static void run_close(run *r)
+{
+	free(r->perm);
+	free(r->vr.gen);
+	log_free(&r->lg);
+	free(r->ck.config);
+	trainer_free(&r->t);
+	p2p_dataset_free(&r->train);
+	p2p_dataset_free(&r->val);
+	free(r->rp.last);
+	free(r->rp.gbest);
+	free(r->rp.dbest);
+	free(r->rp.log);
+	free(r->rp.samples);
+}
+
 int main(int argc, char **argv)
 {
 	p2p_cli_init(argv[0]);
 	opts o;
 	parse_opts(argc, argv, &o);
-
 	const p2p_backend *be = p2p_backend_get(o.device);
 	if (!be)
-		p2p_die(1, "--device %s: %s", o.device, p2p_errmsg());
+		p2p_die_lib();          /* "cuda: ..." names the device */
 	if (o.threads > 0 && be->set_threads)
 		be->set_threads((int)o.threads);
 	if (p2p_image_init(argv[0]))
 		p2p_die_lib();
-	int say = o.progress != 0, bar = p2p_want_progress(o.progress);
 
-	p2p_dataset train, val;
-	if (p2p_dataset_load(&train, o.data, "train", 0))
+	run r = { .say = o.progress != 0, .bar = p2p_want_progress(o.progress) };
+	if (p2p_dataset_load(&r.train, o.data, "train", 0)
+	    || p2p_dataset_load(&r.val, o.data, "val", r.train.size))
 		p2p_die_lib();
-	if (p2p_dataset_load(&val, o.data, "val", train.size))
-		p2p_die_lib();
-	int S = train.size;
+	int S = r.train.size;
 	if (S < 32 || S > 512 || (S & (S - 1)))
 		p2p_die(1, "%s: the images are %dx%d; the U-Net takes a power of two from 32 to 512",
-		        train.dir, S, S);
-
-	run_paths rp = { path_in(o.out, "last_checkpoint.safetensors"),
-	                 path_in(o.out, "G_best.safetensors"), path_in(o.out, "D_best.safetensors"),
-	                 path_in(o.out, "train.jsonl"), path_in(o.out, "samples") };
-	trainer t;
-	trainer_init(&t, &o, be, S, train.n);
-	if (p2p_mkdirs(o.out))
-		p2p_die_lib();
-	char *config = config_json(&o, S);
-	p2p_ckpt ck = { .g = *p2p_unet_config(t.G), .d = p2p_patchgan_default(S),
-	                .n_train = train.n, .best_val_l1 = INFINITY, .seed = o.seed,
-	                .config = config };
-	ck.d.ndf = (int)o.ndf;
-	long saved_step = -1;           /* the step of the checkpoint on disk */
-
-	struct stat sb;
-	if (!o.resume) {
-		remove_file(rp.last);
-		remove_file(rp.gbest);
-		remove_file(rp.dbest);
-		remove_file(rp.log);
-	}
-	if (o.resume && stat(rp.last, &sb) == 0) {
-		p2p_ckpt old;
-		p2p_st *st = p2p_ckpt_open(rp.last, &old);
-		if (!st)
-			p2p_die(1, "%s (pass --no-resume to start over)", p2p_errmsg());
-		if (old.g.size != S)
-			p2p_die(1, "%s: trained on %dx%d images, the data set's are %dx%d: pass --no-resume "
-			        "to start over", rp.last, old.g.size, old.g.size, S, S);
-		if (old.g.ngf != ck.g.ngf || old.g.in_ch != ck.g.in_ch || old.g.out_ch != ck.g.out_ch
-		    || old.g.dropout != ck.g.dropout || old.d.ndf != ck.d.ndf
-		    || old.d.in_ch != ck.d.in_ch || old.d.size != ck.d.size)
-			p2p_die(1, "%s: a checkpoint of another architecture (G ngf %d, D ndf %d; this run: "
-			        "ngf %d, ndf %d): pass the same widths to resume, or --no-resume to start "
-			        "over", rp.last, old.g.ngf, old.d.ndf, ck.g.ngf, ck.d.ndf);
-		check_config(rp.last, old.config, &o);
-		if (old.batch > 0 && old.n_train != train.n)
-			p2p_die(1, "%s: stopped inside an epoch of %ld train samples, the train split now "
-			        "has %d: pass --no-resume to start over", rp.last, old.n_train, train.n);
-		if (p2p_ckpt_restore(st, rp.last, p2p_unet_params(t.G), &t.ga,
-		                     p2p_patchgan_params(t.D), &t.da))
-			p2p_die_lib();
-		p2p_st_free(st);
-		ck.epoch = old.epoch;
-		ck.batch = old.batch;
-		ck.step = old.step;
-		ck.best_val_l1 = old.best_val_l1;
-		ck.best_epoch = old.best_epoch;
-		memcpy(ck.sums, old.sums, sizeof ck.sums);
-		p2p_ckpt_clear(&old);
-		saved_step = ck.step;
-	} else {
-		init_weights(&t);
-	}
-	if (ck.epoch >= o.epochs) {
-		if (say)
-			p2p_warn("%s: already %ld epochs trained (--epochs %ld): nothing to do", rp.last,
-			         ck.epoch, o.epochs);
-		return 0;
-	}
-	if (o.max_steps && ck.step >= o.max_steps) {
-		if (say)
-			p2p_warn("%s: already %ld steps taken (--max-steps %ld): nothing to do", rp.last,
-			         ck.step, o.max_steps);
-		return 0;
-	}
-	if (saved_step >= 0 && say)
-		p2p_warn("resuming %s at epoch %ld, step %ld", rp.last, ck.epoch + 1, ck.step);
-
-	train_log lg;
-	log_load(&lg, rp.log, ck.epoch);
-	val_result vr = { .rows = val.n < GRID_ROWS ? val.n : GRID_ROWS };
-	for (int r = 0; r < vr.rows; r++)
-		vr.idx[r] = (int)((long)r * val.n / vr.rows);
-	vr.gen = malloc((size_t)vr.rows * 3 * t.ss);
-	int *perm = malloc(train.n * sizeof *perm);
-	if (!vr.gen || !perm)
-		p2p_die(1, "out of memory");
-	catch_signals();
-
-	int nb = (train.n + (int)o.batch - 1) / (int)o.batch;
+		        r.train.dir, S, S);
+	run_open(&r, &o, be);
+	run_resume(&r);
+	const char *why = NULL;
 	int status = 0;
-	while (ck.epoch < o.epochs) {
-		long e = ck.epoch;
-		double lr_g = p2p_cosine_warm_restarts(o.lr, 0, o.t0, o.tmult, e);
-		double lr_d = p2p_cosine_warm_restarts(o.lr_d, 0, o.t0, o.tmult, e);
-		epoch_order(perm, train.n, o.seed, e);
-		char label[48];
-		snprintf(label, sizeof label, "epoch %ld/%ld", e + 1, o.epochs);
-		p2p_progress pg;
-		int first = (int)(ck.batch * o.batch);
-		p2p_progress_start(&pg, label, train.n - first, bar);
-		double t0 = p2p_now();
-		long images = 0;
-		const char *stop_why = NULL;
-		while (ck.batch < nb) {
-			int n = train.n - first < o.batch ? train.n - first : (int)o.batch;
-			load_batch(&t, &train, perm, e, first, n);
-			double loss[P2P_CKPT_NSUMS];
-			train_step(&t, n, (uint64_t)e * train.n + first, (float)lr_g, (float)lr_d, loss);
-			for (int i = 0; i < P2P_CKPT_NSUMS; i++)
-				if (!isfinite(loss[i])) {
-					static const char *names[] = { "loss_D", "loss_G", "loss_G_GAN",
-					                               "loss_G_L1", "loss_G_perc" };
-					char where[64];
-					snprintf(where, sizeof where, "epoch %ld, step %ld", e + 1, ck.step + 1);
-					p2p_progress_end(&pg);
-					bad_number(where, names[i], loss[i], &rp, saved_step);
-				}
-			for (int i = 0; i < P2P_CKPT_NSUMS; i++)
-				ck.sums[i] += loss[i];
-			ck.step++;
-			ck.batch++;
-			first += n;
-			images += n;
-			char extra[96];
-			snprintf(extra, sizeof extra, "D %.4f G %.4f", loss[L_D], loss[L_G]);
-			p2p_progress_update(&pg, images, extra);
-			if (ck.batch == nb)
-				break;          /* the epoch's end saves */
-			if (stop_signal)
-				stop_why = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
-			else if (o.max_steps && ck.step >= o.max_steps)
-				stop_why = "--max-steps";
-			if (stop_why || (o.checkpoint_every && ck.step % o.checkpoint_every == 0))
-				save_last(&t, &rp, &ck, &saved_step);
-			if (stop_why)
-				break;
+	if (r.ck.epoch >= o.epochs) {
+		if (r.say)
+			p2p_warn("%s: already %ld epochs trained (--epochs %ld): nothing to do",
+			         r.rp.last, r.ck.epoch, o.epochs);
+	} else if (o.max_steps && r.ck.step >= o.max_steps) {
+		if (r.say)
+			p2p_warn("%s: already %ld steps taken (--max-steps %ld): nothing to do",
+			         r.rp.last, r.ck.step, o.max_steps);
+	} else {
+		if (r.saved_step >= 0 && r.say)
+			p2p_warn("resuming %s at epoch %ld, step %ld", r.rp.last, r.ck.epoch + 1,
+			         r.ck.step);
+		catch_signals();
+		while (r.ck.epoch < o.epochs && !(why = run_epoch(&r)))
+			;
+		if (r.ck.epoch < o.epochs) {
+			if (r.say || stop_signal)
+				p2p_warn("stopped (%s) after step %ld: %s saved; run again to resume",
+				         why, r.ck.step, r.rp.last);
+			/* a signal: not done, and the caller (make, a job script) should know */
+			status = stop_signal ? 128 + stop_signal : 0;
+		} else if (r.say) {
+			p2p_warn("%ld epochs done; best val L1 %.4f at epoch %ld: %s", r.ck.epoch,
+			         r.ck.best_val_l1, r.ck.best_epoch, r.rp.gbest);
 		}
-		p2p_progress_end(&pg);
-		if (stop_why)
-			goto stopped;
-
-		/* the epoch's end: validate, keep the best, log, checkpoint */
-		double secs = p2p_now() - t0;
-		validate(&t, &val, &vr);
-		if (!isfinite(vr.l1)) {
-			char where[32];
-			snprintf(where, sizeof where, "epoch %ld", e + 1);
-			bad_number(where, "val L1", vr.l1, &rp, saved_step);
-		}
-		int best = vr.l1 < ck.best_val_l1;
-		if (best) {
-			ck.best_val_l1 = vr.l1;
-			ck.best_epoch = e + 1;
-			if (p2p_ckpt_save_g(rp.gbest, &ck.g, p2p_unet_params(t.G), e + 1, vr.l1)
-			    || p2p_ckpt_save_d(rp.dbest, &ck.d, p2p_patchgan_params(t.D), e + 1, vr.l1))
-				p2p_die_lib();
-		}
-		if (o.sample_every && (e + 1) % o.sample_every == 0) {
-			char name[64];
-			snprintf(name, sizeof name, "epoch_%03ld.png", e + 1);
-			char *path = path_in(rp.samples, name);
-			if (p2p_mkdirs(rp.samples) || save_grid(path, &val, &vr))
-				p2p_die_lib();
-			free(path);
-		}
-		double m[P2P_CKPT_NSUMS];
-		for (int i = 0; i < P2P_CKPT_NSUMS; i++)
-			m[i] = ck.sums[i] / nb;
-		cJSON *j = cJSON_CreateObject();
-		cJSON_AddNumberToObject(j, "epoch", (double)(e + 1));
-		cJSON_AddNumberToObject(j, "loss_d", m[L_D]);
-		cJSON_AddNumberToObject(j, "loss_g", m[L_G]);
-		cJSON_AddNumberToObject(j, "loss_g_gan", m[L_GAN]);
-		cJSON_AddNumberToObject(j, "loss_g_l1", m[L_L1]);
-		cJSON_AddNumberToObject(j, "loss_g_perc", m[L_PERC]);
-		cJSON_AddNumberToObject(j, "val_l1", vr.l1);
-		cJSON_AddNumberToObject(j, "val_psnr", vr.psnr);
-		cJSON_AddNumberToObject(j, "lr_g", lr_g);
-		cJSON_AddNumberToObject(j, "lr_d", lr_d);
-		cJSON_AddNumberToObject(j, "seconds", round(secs * 1000) / 1000);
-		cJSON_AddNumberToObject(j, "images_per_s", secs > 0 ? round(images / secs * 100) / 100 : 0);
-		char *line = cJSON_PrintUnformatted(j);
-		cJSON_Delete(j);
-		if (!line)
-			p2p_die(1, "out of memory");
-		log_push(&lg, line);
-		if (log_write(&lg))
-			p2p_die_lib();
-		ck.epoch++;
-		ck.batch = 0;
-		memset(ck.sums, 0, sizeof ck.sums);
-		save_last(&t, &rp, &ck, &saved_step);
-		if (say)
-			p2p_warn("epoch %ld/%ld: loss_D %.4f loss_G %.4f (L1 %.4f) val_L1 %.4f val_PSNR %.2f dB%s, %.1f s",
-			         e + 1, o.epochs, m[L_D], m[L_G], m[L_L1], vr.l1, vr.psnr,
-			         best ? " (best)" : "", secs);
-		if (stop_signal)
-			stop_why = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
-		else if (o.max_steps && ck.step >= o.max_steps)
-			stop_why = "--max-steps";
-		if (stop_why)
-			goto stopped;
 	}
-	if (say)
-		p2p_warn("%ld epochs done; best val L1 %.4f at epoch %ld: %s", ck.epoch,
-		         ck.best_val_l1, ck.best_epoch, rp.gbest);
-	goto done;
-
-stopped:
-	if (say || stop_signal)
-		p2p_warn("stopped (%s) after step %ld: %s saved; run again to resume",
-		         stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "--max-steps",
-		         ck.step, rp.last);
-	if (stop_signal)
-		status = 128 + stop_signal;
-done:
-	free(perm);
-	free(vr.gen);
-	log_free(&lg);
-	free(config);
-	trainer_free(&t);
-	p2p_dataset_free(&train);
-	p2p_dataset_free(&val);
-	free(rp.last);
-	free(rp.gbest);
-	free(rp.dbest);
-	free(rp.log);
-	free(rp.samples);
+	run_close(&r);
 	return status;
 }

@@ -346,7 +346,7 @@ run_until_checkpoint() {
 		skip "a GPU is present"
 	fi
 	run -1 --separate-stderr train --out run --device cuda
-	[[ $stderr == "p2p-train: --device cuda: "* ]]
+	[[ $stderr == "p2p-train: cuda: "* ]]
 	[ "${#stderr_lines[@]}" -eq 1 ]
 	[ ! -e run ]
 }
