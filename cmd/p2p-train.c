@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "checkpoint.h"
 #include "cli.h"
+#include "cpu_pool.h"
 #include "dataset.h"
 #include "err.h"
 #include "image.h"
@@ -338,21 +339,38 @@ static void epoch_order(int *perm, int n, uint64_t seed, long epoch)
 
 /* Samples first .. first + n - 1 of the epoch's order into the batch buffers,
  * augmented: each from its own stream (seed, epoch * n_train + position). */
+typedef struct {
+	trainer *t;
+	const p2p_dataset *ds;
+	const int *perm;
+	long epoch;
+	int first;
+} batch_job;
+
+static void load_range(void *ctx, long j0, long j1)
+{
+	const batch_job *b = ctx;
+	trainer *t = b->t;
+	p2p_augment cfg = p2p_augment_default();
+	for (long j = j0; j < j1; j++) {
+		int pos = b->first + (int)j;
+		float *a = t->ha + j * t->ss, *x = t->hb + j * 3 * t->ss;
+		p2p_dataset_get(b->ds, b->perm[pos], a, x);
+		p2p_rng r;
+		p2p_rng_seed2(&r, t->seed_aug, (uint64_t)b->epoch * b->ds->n + pos);
+		p2p_augment_draw d;
+		p2p_augment_sample(&cfg, &r, &d);
+		p2p_augment_apply(&d, a, x, t->S);
+	}
+}
+
 static void load_batch(trainer *t, const p2p_dataset *ds, const int *perm, long epoch,
                        int first, int n)
 {
-	p2p_augment cfg = p2p_augment_default();
-	#pragma omp parallel for schedule(static)
-	for (int j = 0; j < n; j++) {
-		int pos = first + j;
-		float *a = t->ha + j * t->ss, *b = t->hb + j * 3 * t->ss;
-		p2p_dataset_get(ds, perm[pos], a, b);
-		p2p_rng r;
-		p2p_rng_seed2(&r, t->seed_aug, (uint64_t)epoch * ds->n + pos);
-		p2p_augment_draw d;
-		p2p_augment_sample(&cfg, &r, &d);
-		p2p_augment_apply(&d, a, b, t->S);
-	}
+	/* the backend's pool: its workers sleep between jobs, leaving the cores
+	 * to the GEMMs, where OpenMP's would spin */
+	batch_job b = { t, ds, perm, epoch, first };
+	p2p_pool_run(n, p2p_pool_threads(), load_range, &b);
 	if (!t->cpu) {
 		t->be->upload(t->a, t->ha, n * t->ss);
 		t->be->upload(t->b, t->hb, n * 3 * t->ss);

@@ -1,4 +1,5 @@
 #include "dataset.h"
+#include "cpu_pool.h"
 #include "err.h"
 #include "image.h"
 #include "npy.h"
@@ -117,6 +118,20 @@ static int load_one(p2p_dataset *ds, int i, const char *apath, const char *bpath
 	return 0;
 }
 
+typedef struct {
+	p2p_dataset *ds;
+	char **apaths, **bpaths, **errs;
+	int size;
+} load_job;
+
+static void load_range(void *ctx, long i0, long i1)
+{
+	load_job *j = ctx;
+	for (long i = i0; i < i1; i++)
+		if (load_one(j->ds, (int)i, j->apaths[i], j->bpaths[i], j->size))
+			j->errs[i] = strdup(p2p_errmsg());
+}
+
 /* The size of the first sample's heatmap, which sets it for the rest. */
 static int first_size(const char *apath, int *size)
 {
@@ -221,10 +236,8 @@ int p2p_dataset_load(p2p_dataset *ds, const char *root, const char *split, int s
 	}
 	/* decode in parallel; report the first failure in id order, so the
 	 * message does not depend on the thread count */
-	#pragma omp parallel for schedule(dynamic, 4)
-	for (int i = 0; i < ds->n; i++)
-		if (load_one(ds, i, apaths[i], bpaths[i], size))
-			errs[i] = strdup(p2p_errmsg());
+	load_job job = { ds, apaths, bpaths, errs, size };
+	p2p_pool_run(ds->n, p2p_pool_threads(), load_range, &job);
 	for (int i = 0; i < ds->n; i++)
 		if (errs[i]) {
 			p2p_err("%s", errs[i]);

@@ -13,7 +13,6 @@
 #include "rng.h"
 #include "schedule.h"
 
-#include <omp.h>
 #include <vips/vips.h>
 
 #include <stdlib.h>
@@ -556,10 +555,6 @@ int main(void)
 		return 1;
 	if (p2p_image_init("test_train_parts"))
 		return 1;
-	/* libgomp never joins its pool threads, which valgrind reports as
-	 * possibly lost: under valgrind run on one thread */
-	if (getenv("VALGRIND") && *getenv("VALGRIND"))
-		omp_set_num_threads(1);
 	RUN(schedule_matches_pytorch);
 	RUN(flip_is_a_mirror);
 	RUN(flip_moves_a_and_b_together);
