@@ -199,12 +199,12 @@ static char *config_json(const opts *o, int size)
 static void check_config(const char *path, const char *saved, const opts *o)
 {
 	static const struct { const char *key, *flag; } keys[] = {
-		{ "batch", "--batch" }, { "seed", "--seed" }, { "lambda_l1", "--lambda-l1" },
+		{ "batch", "--batch" }, { "lambda_l1", "--lambda-l1" },
 		{ "lambda_perc", "--lambda-perc" }, { "lr", "--lr" }, { "lr_d", "--lr-d" },
 		{ "beta1", "--beta1" }, { "beta2", "--beta2" }, { "t0", "--t0" },
 		{ "t_mult", "--t-mult" },
 	};
-	double now[] = { (double)o->batch, (double)o->seed, o->lambda_l1, o->lambda_perc,
+	double now[] = { (double)o->batch, o->lambda_l1, o->lambda_perc,
 	                 o->lr, o->lr_d, o->beta1, o->beta2, (double)o->t0, (double)o->tmult };
 	cJSON *j = cJSON_Parse(saved);
 	if (!j || !cJSON_IsObject(j))
@@ -737,6 +737,10 @@ static void run_resume(run *r)
 		        "ngf %d, ndf %d): pass the same widths to resume, or --no-resume to start "
 		        "over", last, old.g.ngf, old.d.ndf, ck->g.ngf, ck->d.ndf);
 	check_config(last, old.config, o);
+	if (old.seed != o->seed)        /* the exact one: JSON numbers are doubles */
+		p2p_die(1, "%s: trained with --seed %llu, this run asks for --seed %llu: pass the same "
+		        "setting to resume, or --no-resume to start over", last,
+		        (unsigned long long)old.seed, o->seed);
 	if (old.batch > 0 && old.n_train != r->train.n)
 		p2p_die(1, "%s: stopped inside an epoch of %ld train samples, the train split now "
 		        "has %d: pass --no-resume to start over", last, old.n_train, r->train.n);

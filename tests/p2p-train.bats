@@ -322,6 +322,8 @@ run_until_checkpoint() {
 	[[ $stderr == "p2p-train: run/last_checkpoint.safetensors: a checkpoint of another architecture "* ]]
 	run -1 --separate-stderr train --out run --epochs 4 --batch 2
 	[ "$stderr" = "p2p-train: run/last_checkpoint.safetensors: trained with --batch 3, this run asks for --batch 2: pass the same setting to resume, or --no-resume to start over" ]
+	run -1 --separate-stderr train --out run --epochs 4 --seed 9007199254740993
+	[ "$stderr" = "p2p-train: run/last_checkpoint.safetensors: trained with --seed 42, this run asks for --seed 9007199254740993: pass the same setting to resume, or --no-resume to start over" ]
 	run -1 --separate-stderr train --out run --epochs 4 --lr 1e-3
 	[[ $stderr == "p2p-train: run/last_checkpoint.safetensors: trained with --lr 0.0002"*", this run asks for --lr 0.001"* ]]
 	$PY "$FIXTURES/p2p-train/mkdata.py" big 64 2 1 0
