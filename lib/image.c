@@ -138,7 +138,8 @@ int p2p_image_encode(const p2p_image *img, const char *fmt, int quality, void **
 	if (is_ext(fmt, ".jpg") || is_ext(fmt, ".jpeg"))
 		rc = vips_jpegsave_buffer(v, buf, n, "Q", quality, NULL);
 	else if (is_ext(fmt, ".png"))
-		rc = vips_pngsave_buffer(v, buf, n, NULL);
+		/* level 2: zlib's default level 6 costs twice the time for 15% less */
+		rc = vips_pngsave_buffer(v, buf, n, "compression", 2, NULL);
 	else {
 		g_object_unref(v);
 		return p2p_err("%s: unknown image format (use .png or .jpg)", fmt);
