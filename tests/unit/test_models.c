@@ -341,6 +341,11 @@ static void test_unet_dropout(void)
 	 * in the batch with counter 10 */
 	const float *y1 = p2p_unet_forward(g, x + nx, 1, 1, 1, 11);
 	CHECKF(y1 && maxdiff(y1, y[2] + ny, ny) < 1e-5, "batch of one");
+	const uint64_t cs[2] = {10, 11};
+	y1 = p2p_unet_forward_each(g, x, 2, 1, cs);
+	CHECKF(y1 && same(y1, y[2], 2 * ny), "per-sample counters 10, 11 = counter 10");
+	y1 = p2p_unet_forward_each(g, x + nx, 1, 1, cs + 1);
+	CHECKF(y1 && maxdiff(y1, y[2] + ny, ny) < 1e-5, "per-sample counter 11, alone");
 	y1 = p2p_unet_forward(g, x + nx, 1, 0, 0, 0);
 	CHECKF(y1 && maxdiff(y1, y[0] + ny, ny) < 1e-5, "batch of one, no dropout");
 	/* dropout 0 in the configuration: the flag does nothing */
