@@ -8,8 +8,11 @@
 #include "err.h"
 #include "layers.h"
 
-/* A chunk's GEMM gets at least this many columns when the batch allows. */
+/* A chunk's GEMM gets at least this many columns when the batch allows
+ * (bench/conv measures the choice; -DCHUNK_COLS=N to try another). */
+#ifndef CHUNK_COLS
 #define CHUNK_COLS 1024
+#endif
 
 static int geom(p2p_conv *g, int n, int cin, int h, int w, int cout, int k,
                 int stride, int pad, int transposed)

@@ -360,8 +360,6 @@ int main(void)
 {
 	be = p2p_backend_get("cpu");
 	slow_ok = getenv("VALGRIND") == NULL || !*getenv("VALGRIND");
-	if (!slow_ok)
-		be->set_threads(1);     /* libgomp's pool threads look leaked to valgrind */
 	RUN(test_bad_geometry);
 	RUN(test_odd_sizes);
 	RUN(test_finite_differences);

@@ -1,0 +1,359 @@
+/* bench/conv: how close the CPU convolutions come to the machine's sgemm.
+ *
+ * In one run: cblas_sgemm GFLOP/s on a large square product; each conv
+ * layer's forward and backward GFLOP/s for every layer shape of the U-Net
+ * generator at 256 (batch 1 and 8), the PatchGAN and VGG16 features[:16],
+ * with the ratio to sgemm; then a whole G forward at 256 against the time
+ * its GEMMs alone take (the same calls, recorded and replayed). "/gemm" is
+ * a layer's time over that of its own GEMMs replayed alone: the overhead
+ * of im2col, col2im, transposes and bias, robust to a busy machine.
+ *
+ * Usage: bench/conv [-q] [-g]   -q: batch 1 only, shorter timings;
+ *                               -g: only the whole G forward
+ * Not a test: it prints a table and exits 0. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "layers.h"
+#include "tensor.h"
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double min_time = 0.3;   /* seconds of repeats per measurement */
+
+static float *buf(const p2p_backend *be, size_t n, float v)
+{
+	float *p = be->alloc(n);
+	if (!p) {
+		fprintf(stderr, "conv: out of memory for %zu floats\n", n);
+		exit(1);
+	}
+	be->fill(p, n, v);
+	return p;
+}
+
+/* ---- sgemm ---- */
+
+static double sgemm_gflops(int n)
+{
+	float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
+	for (size_t i = 0; i < (size_t)n * n; i++)
+		a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
+	double best = 1e30;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+	for (double t0 = now(); now() - t0 < 2 * min_time;) {
+		double t = now();
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+		t = now() - t;
+		best = t < best ? t : best;
+	}
+	free(a), free(b), free(c);
+	return 2.0 * n * n * n / best * 1e-9;
+}
+
+/* ---- GEMM recording ---- */
+
+typedef struct {
+	int ta, tb, m, n, k, lda, ldb, ldc;
+	float alpha, beta;
+	const float *a, *b;
+	float *c;
+} gemm_call;
+
+static const p2p_backend *inner;
+static gemm_call calls[256];
+static int ncalls, recording;
+static double gemm_secs;
+
+static void rec_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc)
+{
+	if (recording && ncalls < 256)
+		calls[ncalls++] = (gemm_call){ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
+	double t = now();
+	inner->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	gemm_secs += now() - t;
+}
+
+/* A backend that records and times its GEMM calls. */
+static const p2p_backend *recorder(const p2p_backend *cpu)
+{
+	static p2p_backend rec;
+	inner = cpu;
+	rec = *cpu;
+	rec.gemm = rec_gemm;
+	return &rec;
+}
+
+/* Best time of the recorded GEMMs replayed alone, on the same buffers. */
+static double replay(double secs)
+{
+	double best = 1e30;
+	int reps = 0;
+	for (double t0 = now(); reps < 2 || now() - t0 < secs; reps++) {
+		double t = now();
+		for (int i = 0; i < ncalls; i++) {
+			gemm_call *c = &calls[i];
+			inner->gemm(c->ta, c->tb, c->m, c->n, c->k, c->alpha, c->a, c->lda, c->b, c->ldb,
+			            c->beta, c->c, c->ldc);
+		}
+		t = now() - t;
+		best = t < best ? t : best;
+	}
+	return best;
+}
+
+
+/* ---- one layer ---- */
+
+typedef struct { const char *net; int transposed, n, cin, hw, cout, k, s, p; } shape;
+
+static int layer_pass(const p2p_backend *be, const p2p_conv *g, int bwd, float **t, size_t wsn)
+{
+	float *x = t[0], *y = t[1], *dx = t[2], *dy = t[3], *w = t[4], *dw = t[5], *b = t[6];
+	float *db = t[7], *ws = t[8];
+	if (!bwd)
+		return g->transposed ? p2p_convt2d_forward(be, g, y, x, w, b, ws, wsn)
+		                     : p2p_conv2d_forward(be, g, y, x, w, b, ws, wsn);
+	return g->transposed ? p2p_convt2d_backward(be, g, dx, dw, db, dy, x, w, ws, wsn)
+	                     : p2p_conv2d_backward(be, g, dx, dw, db, dy, x, w, ws, wsn);
+}
+
+/* Forward and backward: best time, GFLOP/s, share of sgemm, and the time
+ * over that of the layer's own GEMMs replayed alone. */
+static void bench_layer(const p2p_backend *be, const shape *L, double peak)
+{
+	p2p_conv g;
+	if (L->transposed)
+		p2p_convt2d_init(&g, L->n, L->cin, L->hw, L->hw, L->cout, L->k, L->s, L->p);
+	else
+		p2p_conv2d_init(&g, L->n, L->cin, L->hw, L->hw, L->cout, L->k, L->s, L->p);
+	size_t nx = (size_t)g.n * g.cin * g.h * g.w, ny = (size_t)g.n * g.cout * g.oh * g.ow;
+	size_t nw = (size_t)g.cin * g.cout * g.k * g.k, wsn = p2p_conv_ws(&g);
+	float *t[9] = {buf(be, nx, 0.1f), buf(be, ny, 0), buf(be, nx, 0), buf(be, ny, 0.01f),
+	               buf(be, nw, 0.02f), buf(be, nw, 0), buf(be, g.cout, 0), buf(be, g.cout, 0),
+	               buf(be, wsn, 0)};
+	const p2p_backend *rec = recorder(be);
+	double best[2] = {1e30, 1e30}, alone[2];
+	for (int pass = 0; pass < 2; pass++) {
+		ncalls = 0, recording = 1;
+		layer_pass(rec, &g, pass, t, wsn);
+		recording = 0;
+		int reps = 0;
+		for (double t0 = now(); reps < 2 || now() - t0 < min_time; reps++) {
+			double s = now();
+			layer_pass(be, &g, pass, t, wsn);
+			s = now() - s;
+			best[pass] = s < best[pass] ? s : best[pass];
+		}
+		alone[pass] = replay(min_time / 2);
+	}
+	double fl = (double)p2p_conv_flops(&g);
+	double gf = fl / best[0] * 1e-9, gb = 2 * fl / best[1] * 1e-9;
+	printf("%-4s %-6s %2d %4d->%-4d %4dx%-4d k%d s%d %8.2f %6.1f %4.0f%% %5.2f %8.2f %6.1f %4.0f%% %5.2f\n",
+	       L->net, L->transposed ? "convT" : "conv", g.n, g.cin, g.cout, g.h, g.w, g.k, g.stride,
+	       best[0] * 1e3, gf, 100 * gf / peak, best[0] / alone[0],
+	       best[1] * 1e3, gb, 100 * gb / peak, best[1] / alone[1]);
+	fflush(stdout);
+	for (int i = 0; i < 9; i++)
+		be->free(t[i]);
+}
+
+/* ---- the generator's shapes ---- */
+
+static int g_shapes(shape *out, int s, int n)
+{
+	int depth = 0, k = 0, ch[16];
+	while ((1 << depth) < s)
+		depth++;
+	for (int i = 0; i < depth; i++)
+		ch[i] = 64 * (i < 3 ? 1 << i : 8);
+	for (int i = 0; i < depth; i++)
+		out[k++] = (shape){"G", 0, n, i ? ch[i - 1] : 1, s >> i, ch[i], 4, 2, 1};
+	for (int i = depth - 1; i >= 0; i--)
+		out[k++] = (shape){"G", 1, n, i == depth - 1 ? ch[i] : 2 * ch[i], s >> (i + 1),
+		                   i ? ch[i - 1] : 3, 4, 2, 1};
+	return k;
+}
+
+/* ---- the whole G forward, and its GEMMs alone ---- */
+
+typedef struct {
+	int depth, n, s;
+	p2p_conv down[16], up[16];
+	float *x, *d[16], *a[16], *mean, *rstd, *u[16], *t[16], *out;
+	float *wd[16], *bd[16], *wu[16], *bu[16], *ws;
+	size_t wsn;
+} unet;
+
+static void unet_init(unet *G, const p2p_backend *be, int s, int n)
+{
+	memset(G, 0, sizeof *G);
+	G->n = n, G->s = s;
+	while ((1 << G->depth) < s)
+		G->depth++;
+	int ch[16];
+	for (int i = 0; i < G->depth; i++)
+		ch[i] = 64 * (i < 3 ? 1 << i : 8);
+	G->x = buf(be, (size_t)n * s * s, 0.1f);
+	for (int i = 0; i < G->depth; i++) {
+		int cin = i ? ch[i - 1] : 1, hw = s >> i;
+		p2p_conv2d_init(&G->down[i], n, cin, hw, hw, ch[i], 4, 2, 1);
+		size_t o = (size_t)n * ch[i] * (hw / 2) * (hw / 2);
+		G->d[i] = buf(be, o, 0);
+		G->a[i] = buf(be, (size_t)n * 2 * cin * hw * hw, 0);   /* later the up concat */
+		G->wd[i] = buf(be, (size_t)ch[i] * cin * 16, 0.02f);
+		G->bd[i] = buf(be, ch[i], 0);
+		size_t w = p2p_conv_ws(&G->down[i]);
+		G->wsn = w > G->wsn ? w : G->wsn;
+	}
+	for (int i = G->depth - 1; i >= 0; i--) {
+		int cin = i == G->depth - 1 ? ch[i] : 2 * ch[i], cout = i ? ch[i - 1] : 3;
+		int hw = s >> (i + 1);
+		p2p_convt2d_init(&G->up[i], n, cin, hw, hw, cout, 4, 2, 1);
+		G->u[i] = buf(be, (size_t)n * cin * hw * hw, 0);     /* the block's input, ReLU'd */
+		G->t[i] = buf(be, (size_t)n * cout * 4 * hw * hw, 0);
+		G->wu[i] = buf(be, (size_t)cin * cout * 16, 0.02f);
+		G->bu[i] = buf(be, cout, 0);
+		size_t w = p2p_conv_ws(&G->up[i]);
+		G->wsn = w > G->wsn ? w : G->wsn;
+	}
+	G->ws = buf(be, G->wsn, 0);
+	G->mean = buf(be, (size_t)n * 1024, 0);
+	G->rstd = buf(be, (size_t)n * 1024, 0);
+	G->out = buf(be, (size_t)n * 3 * s * s, 0);
+}
+
+/* Down: conv, then LeakyReLU and InstanceNorm as DESIGN.md says; up: ReLU,
+ * ConvTranspose, InstanceNorm, Dropout in the three blocks above the
+ * innermost, skip concatenation, Tanh out. */
+static void unet_forward(const p2p_backend *be, unet *G)
+{
+	int D = G->depth, n = G->n;
+	for (int i = 0; i < D; i++) {
+		p2p_conv *g = &G->down[i];
+		const float *in = G->x;
+		if (i) {
+			p2p_leaky_forward(be, G->a[i], G->d[i - 1], (size_t)n * g->cin * g->h * g->w, 0.2f);
+			in = G->a[i];
+		}
+		p2p_conv2d_forward(be, g, G->d[i], in, G->wd[i], G->bd[i], G->ws, G->wsn);
+		if (i && i < D - 1)
+			p2p_instnorm_forward(be, G->d[i], G->mean, G->rstd, G->d[i], n, g->cout,
+			                     (long)g->oh * g->ow);
+	}
+	const float *below = G->d[D - 1];
+	for (int i = D - 1; i >= 0; i--) {
+		p2p_conv *g = &G->up[i];
+		size_t nin = (size_t)n * g->cin * g->h * g->w, nout = (size_t)n * g->cout * g->oh * g->ow;
+		p2p_relu_forward(be, G->u[i], below, nin);
+		p2p_convt2d_forward(be, g, G->t[i], G->u[i], G->wu[i], G->bu[i], G->ws, G->wsn);
+		if (i == 0) {
+			p2p_tanh_forward(be, G->out, G->t[0], nout);
+			break;
+		}
+		long hw = (long)g->oh * g->ow;
+		p2p_instnorm_forward(be, G->t[i], G->mean, G->rstd, G->t[i], n, g->cout, hw);
+		if (i < D - 1 && i >= D - 4)
+			p2p_dropout_forward(be, G->t[i], G->t[i], nout, 0.5f, 1, 0);
+		/* the next block's input: [skip | this], into a scratch the ReLU reads */
+		float *cat = G->a[i];       /* (n, 2*cout, hw): the down block's input size */
+		p2p_concat_forward(be, cat, G->d[i - 1], G->t[i], n, g->cout, g->cout, hw);
+		below = cat;
+	}
+}
+
+static void unet_free(const p2p_backend *be, unet *G)
+{
+	be->free(G->x), be->free(G->ws), be->free(G->mean), be->free(G->rstd), be->free(G->out);
+	for (int i = 0; i < G->depth; i++) {
+		be->free(G->d[i]), be->free(G->a[i]), be->free(G->wd[i]), be->free(G->bd[i]);
+		be->free(G->u[i]), be->free(G->t[i]), be->free(G->wu[i]), be->free(G->bu[i]);
+	}
+}
+
+static void bench_g_forward(const p2p_backend *cpu, int n)
+{
+	const p2p_backend *rec = recorder(cpu);
+	unet G;
+	unet_init(&G, rec, 256, n);
+	/* record the GEMM calls of one forward, then time forwards */
+	ncalls = 0, recording = 1;
+	unet_forward(rec, &G);
+	recording = 0;
+	double best = 1e30, gin = 0;
+	int reps = 0;
+	for (double t0 = now(); reps < 2 || now() - t0 < 2 * min_time; reps++) {
+		gemm_secs = 0;
+		double t = now();
+		unet_forward(rec, &G);
+		t = now() - t;
+		if (t < best)
+			best = t, gin = gemm_secs;
+	}
+	/* the same GEMMs alone, on the same buffers (the activations they
+	 * overwrite are not looked at again) */
+	double galone = replay(2 * min_time);
+	double fl = 0;
+	for (int i = 0; i < ncalls; i++)
+		fl += 2.0 * calls[i].m * calls[i].n * calls[i].k;
+	printf("G forward 256, batch %d: %.1f ms (GEMMs inside it %.1f ms); its %d GEMMs alone %.1f ms "
+	       "(%.1f GFLOP/s); ratio %.2f\n", n, best * 1e3, gin * 1e3, ncalls, galone * 1e3,
+	       fl / galone * 1e-9, best / galone);
+	fflush(stdout);
+	unet_free(cpu, &G);
+}
+
+int main(int argc, char **argv)
+{
+	int quick = 0, gonly = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-q") == 0)
+			quick = 1;
+		else if (strcmp(argv[i], "-g") == 0)
+			gonly = 1;
+		else {
+			fprintf(stderr, "usage: conv [-q] [-g]\n");
+			return 2;
+		}
+	}
+	if (quick)
+		min_time = 0.1;
+	const p2p_backend *be = p2p_backend_get("cpu");
+	const char *ct = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
+	printf("OpenBLAS %s; core %s; OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s; "
+	       "%d threads\n",
+	       openblas_get_config(), openblas_get_corename(), ct ? ct : "(unset)",
+	       l2 ? l2 : "(unset)", openblas_get_num_threads());
+	double peak = sgemm_gflops(2048);
+	printf("sgemm 2048x2048x2048: %.1f GFLOP/s\n\n", peak);
+	printf("%-4s %-6s %2s %10s %9s %5s %8s %6s %5s %5s %8s %6s %5s %5s\n", "net", "layer", "n",
+	       "channels", "input", "", "fwd ms", "GF/s", "sgemm", "/gemm", "bwd ms", "GF/s", "sgemm", "/gemm");
+	shape L[64];
+	int nl = 0;
+	for (int n = 1; n <= (quick ? 1 : 8); n += 7)
+		nl += g_shapes(L + nl, 256, n);
+	int dc[6] = {4, 64, 128, 256, 512, 1}, ds[5] = {2, 2, 2, 1, 1}, hw = 256;
+	for (int i = 0; i < 5; i++) {
+		L[nl++] = (shape){"D", 0, 1, dc[i], hw, dc[i + 1], 4, ds[i], 1};
+		hw = (hw + 2 - 4) / ds[i] + 1;
+	}
+	int vc[8] = {3, 64, 64, 128, 128, 256, 256, 256}, vs[7] = {256, 256, 128, 128, 64, 64, 64};
+	for (int i = 0; i < 7; i++)
+		L[nl++] = (shape){"VGG", 0, 1, vc[i], vs[i], vc[i + 1], 3, 1, 1};
+	for (int i = 0; i < nl && !gonly; i++)
+		bench_layer(be, &L[i], peak);
+	printf("\n");
+	bench_g_forward(be, 1);
+	if (!quick)
+		bench_g_forward(be, 8);
+	return 0;
+}
