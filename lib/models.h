@@ -54,6 +54,11 @@ size_t p2p_unet_flops(const p2p_unet *g);
  * batch; advance counter by n (at least) between steps. */
 const float *p2p_unet_forward(p2p_unet *g, const float *x, int n, int dropout,
                               uint64_t seed, uint64_t counter);
+/* The same with dropout on and sample i's counter counters[i] (n of them):
+ * samples whose counters are not consecutive (p2p-gen draws each file's
+ * masks from its name) still run as one batch. */
+const float *p2p_unet_forward_each(p2p_unet *g, const float *x, int n, uint64_t seed,
+                                   const uint64_t *counters);
 /* From dy (n, out_ch, S, S): parameter gradients += (into the params' grad),
  * and dx (n, in_ch, S, S) += when dx is not NULL. */
 int p2p_unet_backward(p2p_unet *g, const float *dy, float *dx);

@@ -58,7 +58,7 @@ struct p2p_unet {
 
 	int n;                      /* images in the last forward, 0 before one */
 	int drop;
-	uint64_t seed, counter;
+	uint64_t seed, *counters;   /* sample s's dropout counter */
 
 	float *bufs[MAXBUF];
 	int nbufs;
@@ -242,6 +242,12 @@ p2p_unet *p2p_unet_new(const p2p_backend *be, const p2p_unet_cfg *cfg, int batch
 	g->be = be;
 	g->batch = batch;
 	g->k = log2_size(cfg->size);
+	g->counters = calloc(batch, sizeof *g->counters);
+	if (!g->counters) {
+		p2p_err("unet: out of memory");
+		free(g);
+		return NULL;
+	}
 	if (make_params(g) != 0 || make_buffers(g) != 0) {
 		p2p_unet_free(g);
 		return NULL;
@@ -256,6 +262,7 @@ void p2p_unet_free(p2p_unet *g)
 	for (int i = 0; i < g->nbufs; i++)
 		g->be->free(g->bufs[i]);
 	p2p_params_free(&g->ps);
+	free(g->counters);
 	free(g);
 }
 
@@ -279,7 +286,7 @@ static p2p_conv at(const p2p_conv *c, int n)
 }
 
 /* Dropout block j (0 innermost) gets a seed of its own, and sample s of a
- * call the counter range (counter + s) * size: a sample's mask depends on its
+ * call the counter range counters[s] * size: a sample's mask depends on its
  * counter alone, not on the batch it came in. */
 static uint64_t drop_seed(uint64_t seed, int j)
 {
@@ -291,20 +298,13 @@ static int drop_level(const p2p_unet *g, int i)
 	return g->drop && i >= g->k - NDROP;
 }
 
-const float *p2p_unet_forward(p2p_unet *g, const float *x, int n, int dropout,
-                              uint64_t seed, uint64_t counter)
+static const float *forward(p2p_unet *g, const float *x, int n, int dropout, uint64_t seed)
 {
 	const p2p_backend *be = g->be;
 	const p2p_unet_cfg *c = &g->cfg;
 	int k = g->k;
-	if (n < 1 || n > g->batch) {
-		p2p_err("unet: %d images, the model holds 1 to %d", n, g->batch);
-		return NULL;
-	}
-	g->n = 0;
 	g->drop = dropout && c->dropout > 0;
 	g->seed = seed;
-	g->counter = counter;
 	be->copy(g->x, x, (size_t)n * c->in_ch * c->size * c->size);
 
 	/* down */
@@ -343,7 +343,7 @@ const float *p2p_unet_forward(p2p_unet *g, const float *x, int n, int dropout,
 			uint64_t ds = drop_seed(seed, k - 1 - i);
 			for (int s = 0; s < n; s++)
 				p2p_dropout_forward(be, h + 2 * plane * s, h + 2 * plane * s, plane,
-				                    c->dropout, ds, (counter + s) * (uint64_t)plane);
+				                    c->dropout, ds, g->counters[s] * (uint64_t)plane);
 		}
 		p2p_relu_forward(be, g->r[i - 1], g->r[i - 1], (size_t)n * 2 * plane);
 	}
@@ -353,6 +353,33 @@ const float *p2p_unet_forward(p2p_unet *g, const float *x, int n, int dropout,
 	p2p_tanh_forward(be, g->y, g->y, (size_t)n * c->out_ch * c->size * c->size);
 	g->n = n;
 	return g->y;
+}
+
+static int check_n(p2p_unet *g, int n)
+{
+	g->n = 0;
+	if (n < 1 || n > g->batch)
+		return p2p_err("unet: %d images, the model holds 1 to %d", n, g->batch);
+	return 0;
+}
+
+const float *p2p_unet_forward(p2p_unet *g, const float *x, int n, int dropout,
+                              uint64_t seed, uint64_t counter)
+{
+	if (check_n(g, n) != 0)
+		return NULL;
+	for (int s = 0; s < n; s++)
+		g->counters[s] = counter + (uint64_t)s;
+	return forward(g, x, n, dropout, seed);
+}
+
+const float *p2p_unet_forward_each(p2p_unet *g, const float *x, int n, uint64_t seed,
+                                   const uint64_t *counters)
+{
+	if (check_n(g, n) != 0)
+		return NULL;
+	memcpy(g->counters, counters, n * sizeof *counters);
+	return forward(g, x, n, 1, seed);
 }
 
 int p2p_unet_backward(p2p_unet *g, const float *dy, float *dx)
@@ -391,7 +418,7 @@ int p2p_unet_backward(p2p_unet *g, const float *dy, float *dx)
 				p2p_relu_backward(be, g->sc + plane * s, g->sa + 2 * plane * s + plane,
 				                  rr + 2 * plane * s + plane, plane);
 				p2p_dropout_backward(be, g->sb + plane * s, g->sc + plane * s, plane,
-				                     c->dropout, ds, (g->counter + s) * (uint64_t)plane);
+				                     c->dropout, ds, g->counters[s] * (uint64_t)plane);
 			}
 		} else {
 			for (int s = 0; s < n; s++)

@@ -341,6 +341,11 @@ static void test_unet_dropout(void)
 	 * in the batch with counter 10 */
 	const float *y1 = p2p_unet_forward(g, x + nx, 1, 1, 1, 11);
 	CHECKF(y1 && maxdiff(y1, y[2] + ny, ny) < 1e-5, "batch of one");
+	const uint64_t cs[2] = {10, 11};
+	y1 = p2p_unet_forward_each(g, x, 2, 1, cs);
+	CHECKF(y1 && same(y1, y[2], 2 * ny), "per-sample counters 10, 11 = counter 10");
+	y1 = p2p_unet_forward_each(g, x + nx, 1, 1, cs + 1);
+	CHECKF(y1 && maxdiff(y1, y[2] + ny, ny) < 1e-5, "per-sample counter 11, alone");
 	y1 = p2p_unet_forward(g, x + nx, 1, 0, 0, 0);
 	CHECKF(y1 && maxdiff(y1, y[0] + ny, ny) < 1e-5, "batch of one, no dropout");
 	/* dropout 0 in the configuration: the flag does nothing */
@@ -732,7 +737,115 @@ static void test_vgg_known(void)
 	p2p_vgg_free(v);
 }
 
-int main(void)
+/* ---- the PyTorch comparison (tests/torch-parity.bats) ----
+ * test_models --parity DIR writes, for G, D and VGG16, the weights
+ * (DIR/M.safetensors, with metadata) and an input, the gradient fed back,
+ * and this code's output and gradients (DIR/M.io.safetensors: x, grad_out,
+ * y, grad.x, grad.NAME); bench/parity.py runs the same in PyTorch. */
+
+static int add_host(p2p_st_writer *w, const char *name, int ndim, const int *shape,
+                    const float *data)
+{
+	int64_t s[4];
+	for (int i = 0; i < ndim; i++)
+		s[i] = shape[i];
+	return p2p_st_add(w, name, ndim, s, data);
+}
+
+/* io file: x, grad_out, y, grad.x and the parameter gradients (if any) */
+static int save_io(const char *path, const int *xs, const float *x, const int *ys,
+                   const float *dy, const float *y, const float *dx, const p2p_params *ps)
+{
+	p2p_st_writer *w = p2p_st_writer_new();
+	int rc = !w || add_host(w, "x", 4, xs, x) || add_host(w, "grad_out", 4, ys, dy) ||
+	         add_host(w, "y", 4, ys, y) || add_host(w, "grad.x", 4, xs, dx);
+	char (*names)[64] = ps ? calloc(ps->count, sizeof *names) : NULL;
+	for (int i = 0; ps && !rc && i < ps->count; i++) {
+		snprintf(names[i], sizeof names[i], "grad.%s", ps->name[i]);
+		rc = add_host(w, names[i], ps->ndim[i], ps->shape[i], ps->grad + ps->offset[i]);
+	}
+	rc = rc || p2p_st_save(w, path);
+	p2p_st_writer_free(w);
+	free(names);
+	return rc ? -1 : 0;
+}
+
+static int parity(const char *dir)
+{
+	char path[512];
+	int n = 2;
+	be->set_threads(1);
+	/* G: 64x64 (six levels), ngf 8, weights N(0, 0.2): larger than the
+	 * trainer's 0.02, so the output uses the whole range of tanh */
+	p2p_unet *g = unet(be, 64, 8, n, 11, 0.2f);
+	int xs[4] = {n, 1, 64, 64}, ys[4] = {n, 3, 64, 64};
+	float *x = rvec((size_t)n * 64 * 64, 1), *dy = rvec((size_t)n * 3 * 64 * 64, 1);
+	float *dx = calloc((size_t)n * 64 * 64, sizeof *dx);
+	p2p_params *ps = p2p_unet_params(g);
+	p2p_params_zero_grad(ps);
+	const float *y = p2p_unet_forward(g, x, n, 0, 0, 0);
+	if (!y || p2p_unet_backward(g, dy, dx))
+		return -1;
+	p2p_st_writer *w = p2p_st_writer_new();
+	snprintf(path, sizeof path, "%s/G.safetensors", dir);
+	if (p2p_unet_meta_add(w, p2p_unet_config(g)) || p2p_st_add_params(w, ps, "", ps->data) ||
+	    p2p_st_save(w, path))
+		return -1;
+	p2p_st_writer_free(w);
+	snprintf(path, sizeof path, "%s/G.io.safetensors", dir);
+	if (save_io(path, xs, x, ys, dy, y, dx, ps))
+		return -1;
+	free(x), free(dy), free(dx);
+	p2p_unet_free(g);
+
+	/* D: 64x64, ndf 8 */
+	p2p_patchgan *d = patchgan(be, 64, 8, n, 12, 0.02f);
+	int P = p2p_patchgan_out_size(d);
+	int dxs[4] = {n, 4, 64, 64}, dys[4] = {n, 1, P, P};
+	x = rvec((size_t)n * 4 * 64 * 64, 1), dy = rvec((size_t)n * P * P, 1);
+	dx = calloc((size_t)n * 4 * 64 * 64, sizeof *dx);
+	ps = p2p_patchgan_params(d);
+	p2p_params_zero_grad(ps);
+	y = p2p_patchgan_forward(d, x, n);
+	if (!y || p2p_patchgan_backward(d, dy, dx, 1))
+		return -1;
+	w = p2p_st_writer_new();
+	snprintf(path, sizeof path, "%s/D.safetensors", dir);
+	p2p_patchgan_cfg dc = {64, 4, 8};
+	if (p2p_patchgan_meta_add(w, &dc) || p2p_st_add_params(w, ps, "", ps->data) ||
+	    p2p_st_save(w, path))
+		return -1;
+	p2p_st_writer_free(w);
+	snprintf(path, sizeof path, "%s/D.io.safetensors", dir);
+	if (save_io(path, dxs, x, dys, dy, y, dx, ps))
+		return -1;
+	free(x), free(dy), free(dx);
+	p2p_patchgan_free(d);
+
+	/* VGG16[:16]: 32x32, He-scaled random weights; input gradient only */
+	p2p_vgg *v = p2p_vgg_random(be, 32, n, 13);
+	vgg_he(v);
+	int vxs[4] = {n, 3, 32, 32}, vys[4] = {n, 256, 8, 8};
+	x = rvec((size_t)n * 3 * 32 * 32, 1), dy = rvec((size_t)n * 256 * 64, 1);
+	dx = calloc((size_t)n * 3 * 32 * 32, sizeof *dx);
+	y = p2p_vgg_forward(v, x, n);
+	if (!y || p2p_vgg_backward(v, dy, dx))
+		return -1;
+	ps = p2p_vgg_params(v);
+	w = p2p_st_writer_new();
+	snprintf(path, sizeof path, "%s/VGG.safetensors", dir);
+	if (p2p_st_add_params(w, ps, "", ps->data) || p2p_st_save(w, path))
+		return -1;
+	p2p_st_writer_free(w);
+	snprintf(path, sizeof path, "%s/VGG.io.safetensors", dir);
+	if (save_io(path, vxs, x, vys, dy, y, dx, NULL))
+		return -1;
+	free(x), free(dy), free(dx);
+	p2p_vgg_free(v);
+	return 0;
+}
+
+int main(int argc, char **argv)
 {
 	cpu = be = p2p_backend_get("cpu");
 	frozen = *cpu;
@@ -742,6 +855,13 @@ int main(void)
 	if (!big)
 		be->set_threads(1);     /* libgomp's pool threads look leaked to valgrind */
 	p2p_rng_seed(&rng, 42);
+	if (argc == 3 && strcmp(argv[1], "--parity") == 0) {
+		if (parity(argv[2]) != 0) {
+			fprintf(stderr, "test_models: %s\n", p2p_errmsg());
+			return 1;
+		}
+		return 0;
+	}
 	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_models.XXXXXX");
 	if (!mkdtemp(tmpdir))
 		return 1;
