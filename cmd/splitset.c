@@ -50,7 +50,7 @@ static void usage(void)
 	       "Split sample records (with \"image\" and \"heatmap\") into train, val and test\n"
 	       "by a seeded shuffle, and lay them out as ROOT/{train,val,test}/{A,B}/ID.*\n"
 	       "with ROOT/{train,val,test}.jsonl.\n"
-	       "  -o, --out ROOT      data set folder (its three splits are replaced)\n"
+	       "  -o, --output ROOT   data set folder (its three splits are replaced)\n"
 	       "      --seed N        shuffle seed (default 42)\n"
 	       "      --ratios A,B,C  train,val,test proportions (default 80,10,10)\n"
 	       "      --link          hard links, copies across file systems (default)\n"
@@ -84,7 +84,7 @@ static void parse_args(int argc, char **argv, options *o)
 	enum { O_SEED = 256, O_RATIOS, O_LINK, O_COPY, O_SYMLINK, O_STRICT, O_PROGRESS,
 	       O_QUIET, O_VERSION };
 	static const struct option longs[] = {
-		{ "out", required_argument, 0, 'o' },
+		{ "output", required_argument, 0, 'o' },
 		{ "seed", required_argument, 0, O_SEED },
 		{ "ratios", required_argument, 0, O_RATIOS },
 		{ "link", no_argument, 0, O_LINK },
