@@ -10,7 +10,8 @@ expanded by 0.1 of the side on each side, grown for 90% landmark coverage up
 to twice its side, black padding), resized to SIZE and saved as JPEG q95; a
 uint8 Gaussian heatmap of all the landmarks as .npy; an 80/10/10 split by a
 seeded shuffle of the ids, hard-linked into WORKDIR/ds/{train,val,test}/{A,B}
-with JSON Lines manifests. Prints one line per stage: NAME COUNT SECONDS.
+with JSON Lines manifests. Prints one line per stage: NAME COUNT WALL CPU
+(seconds; CPU is user + system over all threads).
 """
 import argparse
 import glob
@@ -18,6 +19,7 @@ import json
 import math
 import os
 import random
+import resource
 import sys
 import time
 
@@ -109,16 +111,20 @@ def main():
     ap.add_argument("--sigma", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args()
-    t = time.perf_counter()
-    recs = crop_all(a.root, os.path.join(a.work, "crops"), a.size)
-    print("crop", len(recs), "%.3f" % (time.perf_counter() - t), flush=True)
-    t = time.perf_counter()
-    heat_all(recs, os.path.join(a.work, "heat"), a.size, a.sigma)
-    print("heat", len(recs), "%.3f" % (time.perf_counter() - t), flush=True)
-    t = time.perf_counter()
-    split_all(recs, os.path.join(a.work, "ds"), a.seed)
-    print("split", len(recs), "%.3f" % (time.perf_counter() - t), flush=True)
 
+    def cpu():
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    t, c = time.perf_counter(), cpu()
+    recs = crop_all(a.root, os.path.join(a.work, "crops"), a.size)
+    print("crop", len(recs), "%.3f %.3f" % (time.perf_counter() - t, cpu() - c), flush=True)
+    t, c = time.perf_counter(), cpu()
+    heat_all(recs, os.path.join(a.work, "heat"), a.size, a.sigma)
+    print("heat", len(recs), "%.3f %.3f" % (time.perf_counter() - t, cpu() - c), flush=True)
+    t, c = time.perf_counter(), cpu()
+    split_all(recs, os.path.join(a.work, "ds"), a.seed)
+    print("split", len(recs), "%.3f %.3f" % (time.perf_counter() - t, cpu() - c), flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())

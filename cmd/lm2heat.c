@@ -47,7 +47,7 @@ static void usage(void)
 	       "               [--shard I/N] [--strict] [--progress|--quiet] [FILE.jsonl | -]\n"
 	       "Write a Gaussian heatmap DIR/ID.npy (uint8, H x W) for each sample record\n"
 	       "and copy the records to stdout with \"heatmap\" added.\n"
-	       "  -o, --out DIR       folder for the .npy files (created if missing);\n"
+	       "  -o, --output DIR    folder for the .npy files (created if missing);\n"
 	       "                      '-' writes the .npy files to stdout instead of records\n"
 	       "  -s, --sigma S       Gaussian sigma in pixels (default 2.0)\n"
 	       "  -p, --points LIST   landmark indices to draw, or 'all' (default)\n"
@@ -105,7 +105,7 @@ static void parse_args(int argc, char **argv, options *o)
 {
 	enum { O_SIZE = 256, O_SHARD, O_STRICT, O_PROGRESS, O_QUIET, O_VERSION };
 	static const struct option longs[] = {
-		{ "out", required_argument, 0, 'o' },
+		{ "output", required_argument, 0, 'o' },
 		{ "sigma", required_argument, 0, 's' },
 		{ "points", required_argument, 0, 'p' },
 		{ "size", required_argument, 0, O_SIZE },

@@ -1,7 +1,7 @@
 /* splitset: a seeded train/val/test split of a sample stream, laid out as the
  * seed's data set: ROOT/{train,val,test}/{A,B}/ID.* and ROOT/{split}.jsonl. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE     /* renameat2, syncfs */
+#define _GNU_SOURCE     /* renameat2 */
 #endif
 #include "atomic.h"
 #include "cli.h"
@@ -50,7 +50,7 @@ static void usage(void)
 	       "Split sample records (with \"image\" and \"heatmap\") into train, val and test\n"
 	       "by a seeded shuffle, and lay them out as ROOT/{train,val,test}/{A,B}/ID.*\n"
 	       "with ROOT/{train,val,test}.jsonl.\n"
-	       "  -o, --out ROOT      data set folder (its three splits are replaced)\n"
+	       "  -o, --output ROOT   data set folder (its three splits are replaced)\n"
 	       "      --seed N        shuffle seed (default 42)\n"
 	       "      --ratios A,B,C  train,val,test proportions (default 80,10,10)\n"
 	       "      --link          hard links, copies across file systems (default)\n"
@@ -84,7 +84,7 @@ static void parse_args(int argc, char **argv, options *o)
 	enum { O_SEED = 256, O_RATIOS, O_LINK, O_COPY, O_SYMLINK, O_STRICT, O_PROGRESS,
 	       O_QUIET, O_VERSION };
 	static const struct option longs[] = {
-		{ "out", required_argument, 0, 'o' },
+		{ "output", required_argument, 0, 'o' },
 		{ "seed", required_argument, 0, O_SEED },
 		{ "ratios", required_argument, 0, O_RATIOS },
 		{ "link", no_argument, 0, O_LINK },
@@ -302,6 +302,8 @@ static int copy_file(const char *src, const char *dst)
 		}
 	if (got < 0)
 		rc = p2p_err_errno("%s: read error", src);
+	if (rc == 0 && fsync(out) != 0)
+		rc = p2p_err_errno("%s: write failed", dst);
 done:
 	if (close(out) != 0 && rc == 0)
 		rc = p2p_err_errno("%s: write failed", dst);
@@ -328,6 +330,17 @@ static int place(int mode, const char *src, const char *dst)
 		return p2p_err_errno("%s", src);
 	int rc = symlink(abs, dst) == 0 ? 0 : p2p_err_errno("%s: cannot create", dst);
 	free(abs);
+	return rc;
+}
+
+/* Make a folder's entries durable (the files in it are already). */
+static int sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return p2p_err_errno("%s: cannot open", dir);
+	int rc = fsync(fd) == 0 ? 0 : p2p_err_errno("%s: cannot flush to disk", dir);
+	close(fd);
 	return rc;
 }
 
@@ -407,7 +420,7 @@ static void write_split(const options *o, int s, record *rec, const int *idx, lo
 		free(img);
 		p2p_progress_update(bar, ++*done, split_name[s]);
 	}
-	if (p2p_afile_commit(&f))
+	if (p2p_afile_commit(&f) || sync_dir(dirs[0]) || sync_dir(dirs[1]) || sync_dir(sub))
 		p2p_die_lib();
 	free(prefix);
 	free(dirs[0]);
@@ -458,8 +471,9 @@ int main(int argc, char **argv)
 	count[1] = (long)((long long)good * o.ratio[1] / total);
 	count[2] = good - count[0] - count[1];
 
-	/* Build the three splits in a hidden folder inside ROOT, flush it to
-	 * disk once, then swap each split in: a failure leaves ROOT as it was. */
+	/* Build the three splits in a hidden folder inside ROOT, make it
+	 * durable (copies are fsync'ed, links need only their folders), then
+	 * swap each split in: a failure leaves ROOT as it was. */
 	if (p2p_mkdirs(o.root))
 		p2p_die_lib();
 	staging = join(o.root, ".splitset.XXXXXX", "", "");
@@ -475,10 +489,8 @@ int main(int argc, char **argv)
 		write_split(&o, s, rec, idx + start, count[s], &bar, &done);
 	}
 	p2p_progress_end(&bar);
-	int fd = open(staging, O_RDONLY | O_DIRECTORY);
-	if (fd < 0 || syncfs(fd) != 0)
-		p2p_die(1, "%s: cannot flush to disk: %s", staging, strerror(errno));
-	close(fd);
+	if (sync_dir(staging))
+		p2p_die_lib();
 	for (int s = 0; s < 3; s++) {
 		char *fresh = join(staging, split_name[s], "", "");
 		char *dst = join(o.root, split_name[s], "", "");
@@ -491,6 +503,8 @@ int main(int argc, char **argv)
 			p2p_die(1, "%s: cannot write: %s", mdst, strerror(errno));
 		free(fresh), free(dst), free(old), free(mf), free(mdst);
 	}
+	if (sync_dir(o.root))
+		p2p_die_lib();
 
 	for (long i = 0; i < n; i++)
 		cJSON_Delete(rec[i].obj);

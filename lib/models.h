@@ -86,7 +86,8 @@ p2p_params *p2p_patchgan_params(p2p_patchgan *d);
 int p2p_patchgan_out_size(const p2p_patchgan *d);     /* P: output is (n, 1, P, P) */
 size_t p2p_patchgan_param_count(const p2p_patchgan_cfg *cfg);   /* 0 on a bad cfg */
 size_t p2p_patchgan_flops(const p2p_patchgan *d);     /* per image, forward */
-/* y (n, 1, P, P) = D(x (n, in_ch, S, S)); model-owned, valid until the next forward. */
+/* y (n, 1, P, P) = D(x (n, in_ch, S, S)), n <= batch; x is copied; y is
+ * model-owned, valid until the next forward. */
 const float *p2p_patchgan_forward(p2p_patchgan *d, const float *x, int n);
 /* From dy (n, 1, P, P): parameter gradients += only when param_grads is
  * nonzero (the G step needs dx alone), dx += when dx is not NULL. */
@@ -101,7 +102,8 @@ int p2p_patchgan_meta_read(const p2p_st *st, const char *path, p2p_patchgan_cfg 
  * ImageNet's mean/std itself. Output (n, 256, S/4, S/4). */
 typedef struct p2p_vgg p2p_vgg;
 
-/* Weights from a safetensors file with torchvision's names; NULL + p2p_err. */
+/* Weights from a safetensors file with torchvision's names (other tensors in
+ * the file are ignored); S a multiple of 4; NULL + p2p_err. */
 p2p_vgg *p2p_vgg_load(const p2p_backend *be, const char *path, int size, int batch);
 /* Random weights (normal(0, 0.02), seeded) for tests and benchmarks. */
 p2p_vgg *p2p_vgg_random(const p2p_backend *be, int size, int batch, uint64_t seed);
