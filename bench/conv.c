@@ -349,8 +349,10 @@ int main(int argc, char **argv)
 	       one ? "the thread's CPU time" : "wall-clock time");
 	double peak = sgemm_gflops(2048);
 	printf("sgemm 2048x2048x2048: %.1f GFLOP/s\n\n", peak);
-	printf("%-4s %-6s %2s %10s %9s %5s %8s %6s %5s %5s %8s %6s %5s %5s\n", "net", "layer", "n",
-	       "channels", "input", "", "fwd ms", "GF/s", "sgemm", "/gemm", "bwd ms", "GF/s", "sgemm", "/gemm");
+	if (!gonly)
+		printf("%-4s %-6s %2s %10s %9s %5s %8s %6s %5s %5s %8s %6s %5s %5s\n", "net", "layer",
+		       "n", "channels", "input", "", "fwd ms", "GF/s", "sgemm", "/gemm", "bwd ms", "GF/s",
+		       "sgemm", "/gemm");
 	shape L[64];
 	int nl = 0;
 	for (int n = 1; n <= (quick ? 1 : 8); n += 7)
