@@ -55,7 +55,7 @@ $B/lib/%.o: lib/%.c
 
 $B/lib/%.cu.o: lib/%.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVFLAGS) -c -o $@ $<
+	$(NVCC) $(NVFLAGS) -MMD -MP -MF $(@:.o=.d) -c -o $@ $<
 
 $B/libp2p.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
@@ -105,4 +105,4 @@ clean:
 
 include experiment.mk
 
--include $(LIB_OBJ:.o=.d) $(PROGS:$B/bin/%=$B/cmd/%.d)
+-include $(LIB_OBJ:.o=.d) $(CU_OBJ:.o=.d) $(PROGS:$B/bin/%=$B/cmd/%.d) $(UNITS:=.d)

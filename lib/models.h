@@ -42,20 +42,30 @@ p2p_unet *p2p_unet_new(const p2p_backend *be, const p2p_unet_cfg *cfg, int batch
 void p2p_unet_free(p2p_unet *g);
 p2p_params *p2p_unet_params(p2p_unet *g);
 const p2p_unet_cfg *p2p_unet_config(const p2p_unet *g);
-/* y (n, out_ch, S, S) = G(x (n, in_ch, S, S)), n <= batch; the result is
- * model-owned backend memory, valid until the next forward. Dropout is on
- * when `dropout` is nonzero, its mask drawn from (seed, counter + i): pass a
- * counter that is unique per step (and per sample, for batch-split
- * invariance the model offsets it by the sample index internally). */
+/* Parameters of cfg (0 on a bad cfg), without building the model. */
+size_t p2p_unet_param_count(const p2p_unet_cfg *cfg);
+/* Floating-point operations (2 * MACs) of the convolutions of one image's forward. */
+size_t p2p_unet_flops(const p2p_unet *g);
+/* y (n, out_ch, S, S) = G(x (n, in_ch, S, S)), n <= batch; x is copied, the
+ * result is model-owned backend memory, valid until the next forward; NULL +
+ * p2p_err on a bad n. Dropout is on when `dropout` is nonzero (and
+ * cfg.dropout > 0): sample i's masks are a function of (seed, counter + i)
+ * alone, so the same sample with the same counter gets the same masks in any
+ * batch; advance counter by n (at least) between steps. */
 const float *p2p_unet_forward(p2p_unet *g, const float *x, int n, int dropout,
                               uint64_t seed, uint64_t counter);
+/* The same with dropout on and sample i's counter counters[i] (n of them):
+ * samples whose counters are not consecutive (p2p-gen draws each file's
+ * masks from its name) still run as one batch. */
+const float *p2p_unet_forward_each(p2p_unet *g, const float *x, int n, uint64_t seed,
+                                   const uint64_t *counters);
 /* From dy (n, out_ch, S, S): parameter gradients += (into the params' grad),
  * and dx (n, in_ch, S, S) += when dx is not NULL. */
 int p2p_unet_backward(p2p_unet *g, const float *dy, float *dx);
 
 /* Architecture <-> safetensors metadata ("arch": "unet", "size", "in_ch",
- * "out_ch", "ngf", "dropout", "norm": "instance"). from_meta: -1 + p2p_err
- * naming the file when a key is missing or invalid. */
+ * "out_ch", "ngf", "dropout", "norm": "instance"). meta_read: -1 + p2p_err
+ * naming the file when a key is missing or invalid, or "arch" is not "unet". */
 int p2p_unet_meta_add(p2p_st_writer *w, const p2p_unet_cfg *cfg);
 int p2p_unet_meta_read(const p2p_st *st, const char *path, p2p_unet_cfg *cfg);
 
@@ -74,11 +84,15 @@ p2p_patchgan *p2p_patchgan_new(const p2p_backend *be, const p2p_patchgan_cfg *cf
 void p2p_patchgan_free(p2p_patchgan *d);
 p2p_params *p2p_patchgan_params(p2p_patchgan *d);
 int p2p_patchgan_out_size(const p2p_patchgan *d);     /* P: output is (n, 1, P, P) */
+size_t p2p_patchgan_param_count(const p2p_patchgan_cfg *cfg);   /* 0 on a bad cfg */
+size_t p2p_patchgan_flops(const p2p_patchgan *d);     /* per image, forward */
 /* y (n, 1, P, P) = D(x (n, in_ch, S, S)); model-owned, valid until the next forward. */
 const float *p2p_patchgan_forward(p2p_patchgan *d, const float *x, int n);
 /* From dy (n, 1, P, P): parameter gradients += only when param_grads is
  * nonzero (the G step needs dx alone), dx += when dx is not NULL. */
 int p2p_patchgan_backward(p2p_patchgan *d, const float *dy, float *dx, int param_grads);
+/* Metadata keys of their own ("d_arch": "patchgan", "d_size", "d_in_ch",
+ * "ndf", "d_norm": "instance"), so G and D can share one checkpoint. */
 int p2p_patchgan_meta_add(p2p_st_writer *w, const p2p_patchgan_cfg *cfg);
 int p2p_patchgan_meta_read(const p2p_st *st, const char *path, p2p_patchgan_cfg *cfg);
 
@@ -92,6 +106,10 @@ p2p_vgg *p2p_vgg_load(const p2p_backend *be, const char *path, int size, int bat
 /* Random weights (normal(0, 0.02), seeded) for tests and benchmarks. */
 p2p_vgg *p2p_vgg_random(const p2p_backend *be, int size, int batch, uint64_t seed);
 void p2p_vgg_free(p2p_vgg *v);
+/* The frozen weights (their grad, m, v are unused). */
+p2p_params *p2p_vgg_params(p2p_vgg *v);
+size_t p2p_vgg_flops(const p2p_vgg *v);               /* per image, forward */
+/* feat (n, 256, S/4, S/4); model-owned, valid until the next forward. */
 const float *p2p_vgg_forward(p2p_vgg *v, const float *x, int n);
 /* dx (n, 3, S, S) += from dfeat (n, 256, S/4, S/4); no parameter gradients. */
 int p2p_vgg_backward(p2p_vgg *v, const float *dfeat, float *dx);
