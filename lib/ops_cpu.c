@@ -81,6 +81,24 @@ typedef struct {
 	uint64_t seed, ctr;
 } ew_args;
 
+/* 1 where x > 0, else s, in bit operations: under -ftrapping-math (the
+ * default) the compiler keeps any float comparison in a loop as a branch and
+ * will not vectorise it. x * leaky_gain(x, s) is exactly x > 0 ? x : s * x. */
+static inline float leaky_gain(float x, float s)
+{
+	int32_t xb, sb, kb, one = 0x3f800000;
+	float k;
+	memcpy(&xb, &x, sizeof xb);
+	memcpy(&sb, &s, sizeof sb);
+	int32_t m = -(int32_t)(xb > 0);     /* x > 0, NaN aside */
+	kb = (one & m) | (sb & ~m);
+	memcpy(&k, &kb, sizeof k);
+	return k;
+}
+
+/* Every loop carries SIMD: at -O2 the compiler will not vectorise a loop
+ * whose output may alias its input (y may be x), and these run over whole
+ * activations. Element i reads only element i, so in place is safe. */
 static void ew_range(void *ctx, long i0, long i1)
 {
 	const ew_args *q = ctx;
@@ -88,28 +106,28 @@ static void ew_range(void *ctx, long i0, long i1)
 	float *y = q->y, s = q->s;
 	switch (q->op) {
 	case EW_FILL:
-		for (long i = i0; i < i1; i++) y[i] = s;
+		SIMD for (long i = i0; i < i1; i++) y[i] = s;
 		break;
 	case EW_ZERO:
 		memset(y + i0, 0, (i1 - i0) * sizeof *y);
 		break;
 	case EW_SCALE:
-		for (long i = i0; i < i1; i++) y[i] *= s;
+		SIMD for (long i = i0; i < i1; i++) y[i] *= s;
 		break;
 	case EW_AXPY:
-		for (long i = i0; i < i1; i++) y[i] += s * a[i];
+		SIMD for (long i = i0; i < i1; i++) y[i] += s * a[i];
 		break;
 	case EW_LEAKY:      /* a = x */
-		for (long i = i0; i < i1; i++) y[i] = a[i] > 0 ? a[i] : s * a[i];
+		SIMD for (long i = i0; i < i1; i++) y[i] = a[i] * leaky_gain(a[i], s);
 		break;
 	case EW_LEAKY_BWD:  /* a = y, b = dy, y = dx */
-		for (long i = i0; i < i1; i++) y[i] += a[i] > 0 ? b[i] : s * b[i];
+		SIMD for (long i = i0; i < i1; i++) y[i] += b[i] * leaky_gain(a[i], s);
 		break;
 	case EW_TANH:
 		for (long i = i0; i < i1; i++) y[i] = tanhf(a[i]);
 		break;
 	case EW_TANH_BWD:   /* a = y, b = dy, y = dx */
-		for (long i = i0; i < i1; i++) y[i] += b[i] * (1 - a[i] * a[i]);
+		SIMD for (long i = i0; i < i1; i++) y[i] += b[i] * (1 - a[i] * a[i]);
 		break;
 	case EW_DROP:       /* s = p, t = 1/(1-p) */
 		for (long i = i0; i < i1; i++)
@@ -121,14 +139,14 @@ static void ew_range(void *ctx, long i0, long i1)
 				y[i] += a[i] * q->t;
 		break;
 	case EW_ADAM: {     /* y = p, a = g; s = step size, t = 1/sqrt(bc2), u, w = betas */
-		float *m = q->m, *v = q->v, b1 = q->u, b2 = q->w, wd = q->wd;
-		for (long i = i0; i < i1; i++) {
+		float *m = q->m, *v = q->v, b1 = q->u, b2 = q->w, wd = q->wd, t = q->t, e = q->e;
+		SIMD for (long i = i0; i < i1; i++) {
 			float gi = a[i] + wd * y[i];
 			float mi = b1 * m[i] + (1 - b1) * gi;
 			float vi = b2 * v[i] + (1 - b2) * gi * gi;
 			m[i] = mi;
 			v[i] = vi;
-			y[i] -= s * mi / (sqrtf(vi) * q->t + q->e);
+			y[i] -= s * mi / (sqrtf(vi) * t + e);
 		}
 		break;
 	}
@@ -384,14 +402,18 @@ static void cpu_col2im(const float *col, int n, int c, int h, int w, int k,
 /* ---- per-plane ops: bias, affine, InstanceNorm, pooling ---- */
 
 /* Sum of a plane in double, in blocks of float partial sums: accurate
- * enough and still vectorised. */
+ * enough and vectorised (SIMD_SUM lets the compiler keep one partial sum
+ * per lane, in a fixed order: the same bits on every run). */
+#define SIMD_SUM(...) _Pragma(P2P_STR(omp simd reduction(+:__VA_ARGS__)))
+#define P2P_STR(x) #x
+
 static double plane_sum(const float *x, long p)
 {
 	double s = 0;
 	for (long q0 = 0; q0 < p; q0 += 256) {
 		long q1 = q0 + 256 < p ? q0 + 256 : p;
 		float t = 0;
-		for (long q = q0; q < q1; q++)
+		SIMD_SUM(t) for (long q = q0; q < q1; q++)
 			t += x[q];
 		s += t;
 	}
@@ -415,14 +437,14 @@ static void in_fwd_plane(const float *xp, float *yp, long p, float eps, float *m
 	for (long q0 = 0; q0 < p; q0 += 256) {
 		long q1 = q0 + 256 < p ? q0 + 256 : p;
 		float t = 0;
-		for (long q = q0; q < q1; q++) {
+		SIMD_SUM(t) for (long q = q0; q < q1; q++) {
 			float d = xp[q] - mu;
 			t += d * d;
 		}
 		var += t;
 	}
 	float rs = (float)(1 / sqrt(var / p + eps));
-	for (long q = 0; q < p; q++)
+	SIMD for (long q = 0; q < p; q++)
 		yp[q] = (xp[q] - mu) * rs;
 	*mean = mu;
 	*rstd = rs;
@@ -434,7 +456,7 @@ static void in_bwd_plane(const float *g, const float *yp, float rs, float *d, lo
 	for (long q0 = 0; q0 < p; q0 += 256) {
 		long q1 = q0 + 256 < p ? q0 + 256 : p;
 		float t = 0, u = 0;
-		for (long q = q0; q < q1; q++) {
+		SIMD_SUM(t, u) for (long q = q0; q < q1; q++) {
 			t += g[q];
 			u += g[q] * yp[q];
 		}
@@ -442,7 +464,7 @@ static void in_bwd_plane(const float *g, const float *yp, float rs, float *d, lo
 		sgy += u;
 	}
 	float mg = (float)(sg / p), mgy = (float)(sgy / p);
-	for (long q = 0; q < p; q++)
+	SIMD for (long q = 0; q < p; q++)
 		d[q] += rs * (g[q] - mg - yp[q] * mgy);
 }
 
@@ -489,7 +511,7 @@ static void pl_range(void *ctx, long i0, long i1)
 		switch (q->op) {
 		case PL_BIAS: {
 			float bj = q->b[j];
-			for (long k = 0; k < p; k++) q->y[o + k] += bj;
+			SIMD for (long k = 0; k < p; k++) q->y[o + k] += bj;
 			break;
 		}
 		case PL_BIAS_GRAD: {    /* planes are channels here: sum over images */
@@ -501,12 +523,12 @@ static void pl_range(void *ctx, long i0, long i1)
 		}
 		case PL_AFFINE: {
 			float a = q->s[j], b = q->t ? q->t[j] : 0;
-			for (long k = 0; k < p; k++) q->y[o + k] = q->a[o + k] * a + b;
+			SIMD for (long k = 0; k < p; k++) q->y[o + k] = q->a[o + k] * a + b;
 			break;
 		}
 		case PL_AFFINE_BWD: {
 			float a = q->s[j];
-			for (long k = 0; k < p; k++) q->y[o + k] += q->a[o + k] * a;
+			SIMD for (long k = 0; k < p; k++) q->y[o + k] += q->a[o + k] * a;
 			break;
 		}
 		case PL_IN:
