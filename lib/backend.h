@@ -130,6 +130,17 @@ struct p2p_backend {
 	 * p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). */
 	void (*adam)(float *p, const float *g, float *m, float *v, size_t n,
 	             float lr, float beta1, float beta2, float eps, float wd, long step);
+
+	/* ---- optional: NULL where a backend does not provide them ---- */
+
+	/* im2col and col2im over output rows [oy0, oy1) of ONE image (0 <= oy0 <
+	 * oy1 <= oh): col is (c*k*k, (oy1-oy0)*ow), the columns of those rows.
+	 * With them the convolutions work in chunks of rows whose columns stay
+	 * in a core's cache instead of streaming a whole image's through memory. */
+	void (*im2col_rows)(const float *x, int c, int h, int w, int k, int stride, int pad,
+	                    int oh, int ow, int oy0, int oy1, float *col);
+	void (*col2im_rows)(const float *col, int c, int h, int w, int k, int stride, int pad,
+	                    int oh, int ow, int oy0, int oy1, float *x);
 };
 
 /* The backends built into this binary. p2p_backend_get("cpu" | "cuda") runs

@@ -2,7 +2,14 @@
  * images. With one image per chunk the GEMM writes NCHW directly; with
  * several (small spatial sizes, where a one-image GEMM would be too thin to
  * run fast) the batch's columns sit side by side and a swap01 turns the
- * (C, N, P) product into (N, C, P). */
+ * (C, N, P) product into (N, C, P).
+ *
+ * A large image is split further, into runs of whole rows of the column
+ * grid, when the backend has im2col_rows/col2im_rows: a whole image's
+ * columns (150 MB for VGG's 64->64 layer at 256x256) would be written to
+ * memory by im2col and read back by the GEMM, where a chunk's stay in the
+ * core's cache; the GEMM reads and writes its rows of the image in place
+ * (row stride P). */
 #include <stddef.h>
 
 #include "err.h"
@@ -60,6 +67,11 @@ static long col_rows(const p2p_conv *g)
 	return (long)(g->transposed ? g->cout : g->cin) * g->k * g->k;
 }
 
+/* The grid of the GEMM's columns: the output for Conv2d, the input for
+ * ConvTranspose2d. */
+static int grid_h(const p2p_conv *g) { return g->transposed ? g->h : g->oh; }
+static int grid_w(const p2p_conv *g) { return g->transposed ? g->w : g->ow; }
+
 static long swap_chans(const p2p_conv *g)
 {
 	return g->transposed ? g->cin : g->cout;
@@ -89,6 +101,60 @@ static int chunk_for(const p2p_conv *g, size_t ws_n)
 	return nb;
 }
 
+/* Grid rows per chunk within one image: about CHUNK_BYTES of columns
+ * (half a core's L2 here), and at least MIN_COLS columns and DEPTH_COLS
+ * times the weight's other dimension (cout for Conv2d, cin for ConvTranspose2d).
+ * Each chunk's GEMM packs the whole weight again, a cost of 1/cols of the
+ * arithmetic, while keeping the columns in cache saves about 1/that
+ * dimension of it: D's 256->512 layer (K 4096) lost 10 % with 256-column
+ * chunks. bench/conv measures the choice; -DCHUNK_BYTES=N, -DMIN_COLS=N,
+ * -DDEPTH_COLS=N to try others. */
+#ifndef CHUNK_BYTES
+#define CHUNK_BYTES (512 * 1024)
+#endif
+#ifndef MIN_COLS
+#define MIN_COLS 256
+#endif
+#ifndef DEPTH_COLS
+#define DEPTH_COLS 2
+#endif
+
+static int rows_per_chunk(const p2p_backend *be, const p2p_conv *g)
+{
+	int gh = grid_h(g);
+	if (!be->im2col_rows || !be->col2im_rows)
+		return gh;
+	long cols = CHUNK_BYTES / (long)(sizeof(float) * col_rows(g));
+	long depth = DEPTH_COLS * (long)(g->transposed ? g->cin : g->cout);
+	cols = cols < MIN_COLS ? MIN_COLS : cols;
+	cols = cols < depth ? depth : cols;
+	long r = cols / grid_w(g);
+	return r < 1 ? 1 : r > gh ? gh : (int)r;
+}
+
+/* im2col of grid rows [r0, r1) of one image src (c, ih, iw) into col; the
+ * whole-image op when the chunk is the whole image. */
+static void gather(const p2p_backend *be, const p2p_conv *g, const float *src, int c,
+                   int ih, int iw, int r0, int r1, float *col)
+{
+	if (r0 == 0 && r1 == grid_h(g))
+		be->im2col(src, 1, c, ih, iw, g->k, g->stride, g->pad, grid_h(g), grid_w(g), col);
+	else
+		be->im2col_rows(src, c, ih, iw, g->k, g->stride, g->pad, grid_h(g), grid_w(g),
+		                r0, r1, col);
+}
+
+/* dst (c, ih, iw) += the adjoint of gather */
+static void scatter(const p2p_backend *be, const p2p_conv *g, const float *col, int c,
+                    int ih, int iw, int r0, int r1, float *dst)
+{
+	if (r0 == 0 && r1 == grid_h(g))
+		be->col2im(col, 1, c, ih, iw, g->k, g->stride, g->pad, grid_h(g), grid_w(g), dst);
+	else
+		be->col2im_rows(col, c, ih, iw, g->k, g->stride, g->pad, grid_h(g), grid_w(g),
+		                r0, r1, dst);
+}
+
 size_t p2p_conv_ws(const p2p_conv *g) { return ws_need(g, chunk_pref(g)); }
 size_t p2p_conv_ws_min(const p2p_conv *g) { return ws_need(g, 1); }
 
@@ -96,6 +162,77 @@ size_t p2p_conv_flops(const p2p_conv *g)
 {
 	return 2 * (size_t)g->n * g->cin * g->cout * g->k * g->k * gemm_cols(g);
 }
+
+/* ---- one image at a time, in chunks of grid rows ---- */
+
+static void conv_fwd_image(const p2p_backend *be, const p2p_conv *g, float *y,
+                           const float *x, const float *w, float *col)
+{
+	long p = gemm_cols(g), kk = col_rows(g);
+	int gw = grid_w(g), rows = rows_per_chunk(be, g);
+	for (int r0 = 0; r0 < grid_h(g); r0 += rows) {
+		int r1 = r0 + rows < grid_h(g) ? r0 + rows : grid_h(g);
+		long cols = (long)(r1 - r0) * gw;
+		gather(be, g, x, g->cin, g->h, g->w, r0, r1, col);
+		/* y[:, chunk] (cout, cols) = w (cout, kk) * col (kk, cols) */
+		be->gemm(0, 0, g->cout, cols, kk, 1, w, kk, col, cols, 0, y + (long)r0 * gw, p);
+	}
+}
+
+static void conv_bwd_image(const p2p_backend *be, const p2p_conv *g, float *dx, float *dw,
+                           const float *dy, const float *x, const float *w, float *col)
+{
+	long p = gemm_cols(g), kk = col_rows(g);
+	int gw = grid_w(g), rows = rows_per_chunk(be, g);
+	for (int r0 = 0; r0 < grid_h(g); r0 += rows) {
+		int r1 = r0 + rows < grid_h(g) ? r0 + rows : grid_h(g);
+		long cols = (long)(r1 - r0) * gw;
+		const float *d = dy + (long)r0 * gw;       /* (cout, cols), row stride p */
+		if (dw) {
+			/* dw (cout, kk) += dy (cout, cols) * col^T (cols, kk) */
+			gather(be, g, x, g->cin, g->h, g->w, r0, r1, col);
+			be->gemm(0, 1, g->cout, kk, cols, 1, d, p, col, cols, 1, dw, kk);
+		}
+		if (dx) {
+			/* dcol (kk, cols) = w^T (kk, cout) * dy (cout, cols), then scatter */
+			be->gemm(1, 0, kk, cols, g->cout, 1, w, kk, d, p, 0, col, cols);
+			scatter(be, g, col, g->cin, g->h, g->w, r0, r1, dx);
+		}
+	}
+}
+
+static void convt_fwd_image(const p2p_backend *be, const p2p_conv *g, float *y,
+                            const float *x, const float *w, float *col)
+{
+	long p = gemm_cols(g), kk = col_rows(g);
+	int gw = grid_w(g), rows = rows_per_chunk(be, g);
+	for (int r0 = 0; r0 < grid_h(g); r0 += rows) {
+		int r1 = r0 + rows < grid_h(g) ? r0 + rows : grid_h(g);
+		long cols = (long)(r1 - r0) * gw;
+		/* col (cout*k*k, cols) = w^T (cout*k*k, cin) * x[:, chunk] (cin, cols) */
+		be->gemm(1, 0, kk, cols, g->cin, 1, w, kk, x + (long)r0 * gw, p, 0, col, cols);
+		scatter(be, g, col, g->cout, g->oh, g->ow, r0, r1, y);
+	}
+}
+
+static void convt_bwd_image(const p2p_backend *be, const p2p_conv *g, float *dx, float *dw,
+                            const float *dy, const float *x, const float *w, float *col)
+{
+	long p = gemm_cols(g), kk = col_rows(g);
+	int gw = grid_w(g), rows = rows_per_chunk(be, g);
+	for (int r0 = 0; r0 < grid_h(g); r0 += rows) {
+		int r1 = r0 + rows < grid_h(g) ? r0 + rows : grid_h(g);
+		long cols = (long)(r1 - r0) * gw;
+		/* dcol (cout*k*k, cols): dy gathered the way forward scattered */
+		gather(be, g, dy, g->cout, g->oh, g->ow, r0, r1, col);
+		if (dw)   /* dw (cin, cout*k*k) += x (cin, cols) * dcol^T (cols, cout*k*k) */
+			be->gemm(0, 1, g->cin, kk, cols, 1, x + (long)r0 * gw, p, col, cols, 1, dw, kk);
+		if (dx)   /* dx (cin, cols) += w (cin, cout*k*k) * dcol (cout*k*k, cols) */
+			be->gemm(0, 0, g->cin, cols, kk, 1, w, kk, col, cols, 1, dx + (long)r0 * gw, p);
+	}
+}
+
+/* ---- the layers: chunks of images ---- */
 
 int p2p_conv2d_forward(const p2p_backend *be, const p2p_conv *g, float *y,
                        const float *x, const float *w, const float *b,
@@ -108,15 +245,17 @@ int p2p_conv2d_forward(const p2p_backend *be, const p2p_conv *g, float *y,
 	long xs = (long)g->cin * g->h * g->w, ys = (long)g->cout * p;
 	for (int i0 = 0; i0 < g->n; i0 += nb) {
 		int m = g->n - i0 < nb ? g->n - i0 : nb;
+		if (m == 1) {
+			conv_fwd_image(be, g, y + i0 * ys, x + i0 * xs, w, ws);
+			continue;
+		}
 		long cols = m * p;
 		float *col = ws, *tmp = ws + kk * cols;
 		be->im2col(x + i0 * xs, m, g->cin, g->h, g->w, g->k, g->stride, g->pad,
 		           g->oh, g->ow, col);
-		/* y (cout, m*p) = w (cout, kk) * col (kk, m*p) */
-		float *out = m == 1 ? y + i0 * ys : tmp;
-		be->gemm(0, 0, g->cout, cols, kk, 1, w, kk, col, cols, 0, out, cols);
-		if (m > 1)
-			be->swap01(tmp, y + i0 * ys, g->cout, m, p, 0);
+		/* tmp (cout, m*p) = w (cout, kk) * col (kk, m*p), then to (m, cout, p) */
+		be->gemm(0, 0, g->cout, cols, kk, 1, w, kk, col, cols, 0, tmp, cols);
+		be->swap01(tmp, y + i0 * ys, g->cout, m, p, 0);
 	}
 	if (b)
 		be->bias_add(y, b, g->n, g->cout, p);
@@ -138,23 +277,24 @@ int p2p_conv2d_backward(const p2p_backend *be, const p2p_conv *g,
 		return 0;
 	for (int i0 = 0; i0 < g->n; i0 += nb) {
 		int m = g->n - i0 < nb ? g->n - i0 : nb;
+		if (m == 1) {
+			conv_bwd_image(be, g, dx ? dx + i0 * xs : NULL, dw, dy + i0 * ys,
+			               x ? x + i0 * xs : NULL, w, ws);
+			continue;
+		}
 		long cols = m * p;
 		float *col = ws, *tmp = ws + kk * cols;
 		/* dy as (cout, m*p) */
-		const float *g2 = dy + i0 * ys;
-		if (m > 1) {
-			be->swap01(g2, tmp, m, g->cout, p, 0);
-			g2 = tmp;
-		}
+		be->swap01(dy + i0 * ys, tmp, m, g->cout, p, 0);
 		if (dw) {
 			/* dw (cout, kk) += dy (cout, m*p) * col^T (m*p, kk) */
 			be->im2col(x + i0 * xs, m, g->cin, g->h, g->w, g->k, g->stride,
 			           g->pad, g->oh, g->ow, col);
-			be->gemm(0, 1, g->cout, kk, cols, 1, g2, cols, col, cols, 1, dw, kk);
+			be->gemm(0, 1, g->cout, kk, cols, 1, tmp, cols, col, cols, 1, dw, kk);
 		}
 		if (dx) {
 			/* dcol (kk, m*p) = w^T (kk, cout) * dy (cout, m*p), then scatter */
-			be->gemm(1, 0, kk, cols, g->cout, 1, w, kk, g2, cols, 0, col, cols);
+			be->gemm(1, 0, kk, cols, g->cout, 1, w, kk, tmp, cols, 0, col, cols);
 			be->col2im(col, m, g->cin, g->h, g->w, g->k, g->stride, g->pad,
 			           g->oh, g->ow, dx + i0 * xs);
 		}
@@ -174,15 +314,16 @@ int p2p_convt2d_forward(const p2p_backend *be, const p2p_conv *g, float *y,
 	be->zero(y, (size_t)g->n * ys);
 	for (int i0 = 0; i0 < g->n; i0 += nb) {
 		int m = g->n - i0 < nb ? g->n - i0 : nb;
+		if (m == 1) {
+			convt_fwd_image(be, g, y + i0 * ys, x + i0 * xs, w, ws);
+			continue;
+		}
 		long cols = m * p;
 		float *col = ws, *tmp = ws + kk * cols;
-		const float *xt = x + i0 * xs;        /* x as (cin, m*p) */
-		if (m > 1) {
-			be->swap01(xt, tmp, m, g->cin, p, 0);
-			xt = tmp;
-		}
+		/* x as (cin, m*p) */
+		be->swap01(x + i0 * xs, tmp, m, g->cin, p, 0);
 		/* col (cout*k*k, m*p) = w^T (cout*k*k, cin) * x (cin, m*p) */
-		be->gemm(1, 0, kk, cols, g->cin, 1, w, kk, xt, cols, 0, col, cols);
+		be->gemm(1, 0, kk, cols, g->cin, 1, w, kk, tmp, cols, 0, col, cols);
 		be->col2im(col, m, g->cout, g->oh, g->ow, g->k, g->stride, g->pad,
 		           g->h, g->w, y + i0 * ys);
 	}
@@ -206,6 +347,11 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
 		return 0;
 	for (int i0 = 0; i0 < g->n; i0 += nb) {
 		int m = g->n - i0 < nb ? g->n - i0 : nb;
+		if (m == 1) {
+			convt_bwd_image(be, g, dx ? dx + i0 * xs : NULL, dw, dy + i0 * ys,
+			                x ? x + i0 * xs : NULL, w, ws);
+			continue;
+		}
 		long cols = m * p;
 		float *col = ws, *tmp = ws + kk * cols;
 		/* dcol (cout*k*k, m*p): dy gathered the way forward scattered */
@@ -213,22 +359,13 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
 		           g->pad, g->h, g->w, col);
 		if (dw) {
 			/* dw (cin, cout*k*k) += x (cin, m*p) * dcol^T (m*p, cout*k*k) */
-			const float *xt = x + i0 * xs;
-			if (m > 1) {
-				be->swap01(xt, tmp, m, g->cin, p, 0);
-				xt = tmp;
-			}
-			be->gemm(0, 1, g->cin, kk, cols, 1, xt, cols, col, cols, 1, dw, kk);
+			be->swap01(x + i0 * xs, tmp, m, g->cin, p, 0);
+			be->gemm(0, 1, g->cin, kk, cols, 1, tmp, cols, col, cols, 1, dw, kk);
 		}
 		if (dx) {
 			/* dx (cin, m*p) += w (cin, cout*k*k) * dcol (cout*k*k, m*p) */
-			if (m == 1) {
-				be->gemm(0, 0, g->cin, cols, kk, 1, w, kk, col, cols, 1,
-				         dx + i0 * xs, cols);
-			} else {
-				be->gemm(0, 0, g->cin, cols, kk, 1, w, kk, col, cols, 0, tmp, cols);
-				be->swap01(tmp, dx + i0 * xs, g->cin, m, p, 1);
-			}
+			be->gemm(0, 0, g->cin, cols, kk, 1, w, kk, col, cols, 0, tmp, cols);
+			be->swap01(tmp, dx + i0 * xs, g->cin, m, p, 1);
 		}
 	}
 	return 0;

@@ -286,6 +286,7 @@ typedef struct {
 	const float *in;
 	float *out;
 	int n, c, h, w, k, stride, pad, oh, ow;
+	int oy0, oy1;           /* the output rows that col holds */
 } col_args;
 
 /* The output columns [x0, x1) whose input column is inside the image. */
@@ -299,16 +300,16 @@ static void inside(int ow, int w, int kx, int stride, int pad, int *x0, int *x1)
 	*x0 = a, *x1 = b;
 }
 
-/* One row of col: tap (ky, kx) of channel plane xp (h, w) over every output
- * position of one image. */
-static void im2col_row(const float *xp, int h, int w, int ky, int kx,
-                       int stride, int pad, int oh, int ow, float *dst)
+/* One row of col: tap (ky, kx) of channel plane xp (h, w) over output rows
+ * [oy0, oy1) of one image. */
+static void im2col_row(const float *xp, int h, int w, int ky, int kx, int stride, int pad,
+                       int oy0, int oy1, int ow, float *dst)
 {
 	int x0, x1;
 	inside(ow, w, kx, stride, pad, &x0, &x1);
-	for (int oy = 0; oy < oh; oy++) {
+	for (int oy = oy0; oy < oy1; oy++) {
 		int iy = oy * stride - pad + ky;
-		float *d = dst + (long)oy * ow;
+		float *d = dst + (long)(oy - oy0) * ow;
 		if (iy < 0 || iy >= h) {
 			memset(d, 0, ow * sizeof *d);
 			continue;
@@ -333,34 +334,44 @@ static void im2col_row(const float *xp, int h, int w, int ky, int kx,
 static void im2col_range(void *ctx, long r0, long r1)
 {
 	const col_args *q = ctx;
-	long p = (long)q->oh * q->ow, ncols = q->n * p, kk = (long)q->k * q->k;
+	long p = (long)(q->oy1 - q->oy0) * q->ow, ncols = q->n * p, kk = (long)q->k * q->k;
 	for (long r = r0; r < r1; r++) {
 		int ci = r / kk, ky = r / q->k % q->k, kx = r % q->k;
 		for (int img = 0; img < q->n; img++)
 			im2col_row(q->in + ((long)img * q->c + ci) * q->h * q->w, q->h, q->w, ky, kx,
-			           q->stride, q->pad, q->oh, q->ow, q->out + r * ncols + img * p);
+			           q->stride, q->pad, q->oy0, q->oy1, q->ow, q->out + r * ncols + img * p);
 	}
+}
+
+static void im2col_run(col_args *q)
+{
+	long rows = (long)q->c * q->k * q->k;
+	p2p_pool_run(rows, parts_for(rows * q->n * (q->oy1 - q->oy0) * q->ow, rows), im2col_range, q);
 }
 
 static void cpu_im2col(const float *x, int n, int c, int h, int w, int k,
                        int stride, int pad, int oh, int ow, float *col)
 {
-	col_args q = {x, col, n, c, h, w, k, stride, pad, oh, ow};
-	long rows = (long)c * k * k;
-	p2p_pool_run(rows, parts_for(rows * n * oh * ow, rows), im2col_range, &q);
+	im2col_run(&(col_args){x, col, n, c, h, w, k, stride, pad, oh, ow, 0, oh});
+}
+
+static void cpu_im2col_rows(const float *x, int c, int h, int w, int k, int stride, int pad,
+                            int oh, int ow, int oy0, int oy1, float *col)
+{
+	im2col_run(&(col_args){x, col, 1, c, h, w, k, stride, pad, oh, ow, oy0, oy1});
 }
 
 /* The adjoint of im2col_row: xp += the row scattered back. */
-static void col2im_row(const float *src, int h, int w, int ky, int kx,
-                       int stride, int pad, int oh, int ow, float *xp)
+static void col2im_row(const float *src, int h, int w, int ky, int kx, int stride, int pad,
+                       int oy0, int oy1, int ow, float *xp)
 {
 	int x0, x1;
 	inside(ow, w, kx, stride, pad, &x0, &x1);
-	for (int oy = 0; oy < oh; oy++) {
+	for (int oy = oy0; oy < oy1; oy++) {
 		int iy = oy * stride - pad + ky;
 		if (iy < 0 || iy >= h)
 			continue;
-		const float *s = src + (long)oy * ow;
+		const float *s = src + (long)(oy - oy0) * ow;
 		float *d = xp + (long)iy * w - pad + kx;
 		if (stride == 1)
 			SIMD for (int ox = x0; ox < x1; ox++)
@@ -378,25 +389,36 @@ static void col2im_row(const float *src, int h, int w, int ky, int kx,
 static void col2im_range(void *ctx, long p0, long p1)
 {
 	const col_args *q = ctx;
-	long p = (long)q->oh * q->ow, ncols = q->n * p;
+	long p = (long)(q->oy1 - q->oy0) * q->ow, ncols = q->n * p;
 	for (long pl = p0; pl < p1; pl++) {
 		int img = pl / q->c, ci = pl % q->c;
 		float *xp = q->out + pl * q->h * q->w;
 		for (int ky = 0; ky < q->k; ky++)
 			for (int kx = 0; kx < q->k; kx++) {
 				long r = ((long)ci * q->k + ky) * q->k + kx;
-				col2im_row(q->in + r * ncols + img * p, q->h, q->w, ky, kx,
-				           q->stride, q->pad, q->oh, q->ow, xp);
+				col2im_row(q->in + r * ncols + img * p, q->h, q->w, ky, kx, q->stride,
+				           q->pad, q->oy0, q->oy1, q->ow, xp);
 			}
 	}
+}
+
+static void col2im_run(col_args *q)
+{
+	long planes = (long)q->n * q->c;
+	p2p_pool_run(planes, parts_for(planes * q->k * q->k * (q->oy1 - q->oy0) * q->ow, planes),
+	             col2im_range, q);
 }
 
 static void cpu_col2im(const float *col, int n, int c, int h, int w, int k,
                        int stride, int pad, int oh, int ow, float *x)
 {
-	col_args q = {col, x, n, c, h, w, k, stride, pad, oh, ow};
-	long planes = (long)n * c;
-	p2p_pool_run(planes, parts_for(planes * k * k * oh * ow, planes), col2im_range, &q);
+	col2im_run(&(col_args){col, x, n, c, h, w, k, stride, pad, oh, ow, 0, oh});
+}
+
+static void cpu_col2im_rows(const float *col, int c, int h, int w, int k, int stride, int pad,
+                            int oh, int ow, int oy0, int oy1, float *x)
+{
+	col2im_run(&(col_args){col, x, 1, c, h, w, k, stride, pad, oh, ow, oy0, oy1});
 }
 
 /* ---- per-plane ops: bias, affine, InstanceNorm, pooling ---- */
@@ -720,6 +742,8 @@ static const p2p_backend cpu_backend = {
 	.gemm_batched = cpu_gemm_batched,
 	.im2col = cpu_im2col,
 	.col2im = cpu_col2im,
+	.im2col_rows = cpu_im2col_rows,
+	.col2im_rows = cpu_col2im_rows,
 	.bias_add = cpu_bias_add,
 	.bias_grad = cpu_bias_grad,
 	.chan_affine = cpu_chan_affine,

@@ -1,7 +1,10 @@
 /* Conv2d and ConvTranspose2d on the CPU backend against a naive direct
  * float64 reference written here, on odd sizes, batches > 1, and every layer
  * shape of the U-Net (64 and 256), the PatchGAN and VGG16 features[:16];
- * backward also against central finite differences on small shapes.
+ * backward also against central finite differences on small shapes. The
+ * backend's row-range im2col/col2im against the whole-image ops, and layers
+ * big enough to be split into chunks of rows (conv.c) against the reference,
+ * the unsplit layer and finite differences.
  *
  * Error measure: max |got - ref| / max |ref| over the checked entries (all
  * of them, or a seeded sample of big tensors), which must stay under 1e-5.
@@ -290,11 +293,13 @@ static double loss(const p2p_conv *g, const float *x, const float *w, const floa
 
 /* Central differences of L with respect to every entry of v (n floats). */
 static double fd_err(const p2p_conv *g, float *x, float *w, float *b, const float *r,
-                     float *y, float *ws, size_t wsn, float *v, size_t n, const float *grad)
+                     float *y, float *ws, size_t wsn, float *v, size_t n, const float *grad,
+                     size_t cap)
 {
 	const float h = 1e-2f;     /* the layer is linear: no truncation error */
 	double emax = 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t j = 0; j < n && j < cap; j++) {
+		size_t i = pick(n, cap, j);
 		float v0 = v[i], vp = v0 + h, vm = v0 - h;
 		v[i] = vp;
 		double lp = loss(g, x, w, b, r, y, ws, wsn);
@@ -307,7 +312,9 @@ static double fd_err(const p2p_conv *g, float *x, float *w, float *b, const floa
 	return emax;
 }
 
-static void fd_layer(int transposed, int n, int cin, int h, int w_, int cout, int k, int s, int p)
+/* cap: entries of each tensor checked (a seeded sample of bigger ones) */
+static void fd_layer_cap(int transposed, int n, int cin, int h, int w_, int cout, int k, int s,
+                         int p, size_t cap)
 {
 	p2p_conv g;
 	if (transposed)
@@ -324,15 +331,20 @@ static void fd_layer(int transposed, int n, int cin, int h, int w_, int cout, in
 		p2p_convt2d_backward(be, &g, dx, dw, db, r, x, w, ws, wsn);
 	else
 		p2p_conv2d_backward(be, &g, dx, dw, db, r, x, w, ws, wsn);
-	double ex = fd_err(&g, x, w, b, r, y, ws, wsn, x, nx, dx);
-	double ew = fd_err(&g, x, w, b, r, y, ws, wsn, w, nw, dw);
-	double eb = fd_err(&g, x, w, b, r, y, ws, wsn, b, cout, db);
+	double ex = fd_err(&g, x, w, b, r, y, ws, wsn, x, nx, dx, cap);
+	double ew = fd_err(&g, x, w, b, r, y, ws, wsn, w, nw, dw, cap);
+	double eb = fd_err(&g, x, w, b, r, y, ws, wsn, b, cout, db, cap);
 	/* rounding in L (about 1e-7 * sqrt(ny) * |y|) over 2h: about 1e-4 here */
 	CHECKF(ex < 1e-3 && ew < 1e-3 && eb < 1e-3, "%s n%d %d->%d %dx%d: dx %.1e dw %.1e db %.1e",
 	       transposed ? "convT" : "conv", n, cin, cout, h, w_, ex, ew, eb);
 	printf("# fd %s n%d %d->%d %dx%d k%d s%d: dx %.1e dw %.1e db %.1e\n",
 	       transposed ? "convT" : "conv", n, cin, cout, h, w_, k, s, ex, ew, eb);
 	free(x), free(y), free(r), free(dx), free(w), free(dw), free(b), free(db), free(ws);
+}
+
+static void fd_layer(int transposed, int n, int cin, int h, int w_, int cout, int k, int s, int p)
+{
+	fd_layer_cap(transposed, n, cin, h, w_, cout, k, s, p, (size_t)-1);
 }
 
 static void test_finite_differences(void)
@@ -342,6 +354,148 @@ static void test_finite_differences(void)
 	fd_layer(0, 2, 3, 5, 4, 2, 3, 1, 1);
 	fd_layer(1, 2, 3, 3, 4, 2, 4, 2, 1);
 	fd_layer(1, 3, 2, 2, 2, 3, 4, 2, 1);
+}
+
+/* ---- row ranges: im2col_rows, col2im_rows, and layers split by rows ---- */
+
+static double dot(const float *a, const float *b, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)a[i] * b[i];
+	return s;
+}
+
+/* One geometry (one image): every row range's columns are the whole image's,
+ * bit for bit; col2im_rows over a partition of the rows adds up to col2im
+ * (within rounding: the order of the sums differs) and is im2col_rows's
+ * adjoint. */
+static void rows_ops(int c, int h, int w, int k, int s, int p)
+{
+	int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+	long kk = (long)c * k * k, P = (long)oh * ow;
+	size_t nx = (size_t)c * h * w;
+	float *x = malloc(nx * 4), *full = malloc(kk * P * 4), *col = malloc(kk * P * 4);
+	float *c1 = malloc(kk * P * 4), *a = malloc(nx * 4), *b = malloc(nx * 4), *t = malloc(nx * 4);
+	fill(x, nx);
+	be->im2col(x, 1, c, h, w, k, s, p, oh, ow, full);
+	int bad = 0;
+	for (int r0 = 0; r0 < oh; r0++)
+		for (int r1 = r0 + 1; r1 <= oh; r1++) {
+			long cols = (long)(r1 - r0) * ow;
+			be->im2col_rows(x, c, h, w, k, s, p, oh, ow, r0, r1, col);
+			for (long r = 0; r < kk; r++)
+				bad += memcmp(col + r * cols, full + r * P + (long)r0 * ow, cols * 4) != 0;
+		}
+	CHECKF(bad == 0, "im2col_rows c%d %dx%d k%d s%d p%d: %d rows differ", c, h, w, k, s, p, bad);
+	/* col2im of the whole columns against col2im_rows chunk by chunk (1, 2,
+	 * 3... rows), both onto 0.25 */
+	fill(c1, kk * P);
+	for (size_t i = 0; i < nx; i++)
+		a[i] = b[i] = 0.25f;
+	be->col2im(c1, 1, c, h, w, k, s, p, oh, ow, a);
+	double adj = 0, amax = 1e-30;
+	for (int r0 = 0, len = 1; r0 < oh; r0 += len, len++) {
+		int r1 = r0 + len < oh ? r0 + len : oh;
+		long cols = (long)(r1 - r0) * ow;
+		for (long r = 0; r < kk; r++)
+			memcpy(col + r * cols, c1 + r * P + (long)r0 * ow, cols * 4);
+		be->col2im_rows(col, c, h, w, k, s, p, oh, ow, r0, r1, b);
+		/* <im2col_rows(x), col> = <x, col2im_rows(col)> */
+		memset(t, 0, nx * 4);
+		be->col2im_rows(col, c, h, w, k, s, p, oh, ow, r0, r1, t);
+		double lhs = dot(full, c1, 0), l = 0;
+		for (long r = 0; r < kk; r++)
+			l += dot(full + r * P + (long)r0 * ow, col + r * cols, cols);
+		lhs += l;
+		double rhs = dot(x, t, nx);
+		adj = fmax(adj, fabs(lhs - rhs));
+		amax = fmax(amax, fabs(lhs));
+	}
+	double e = 0, m = 1e-30;
+	for (size_t i = 0; i < nx; i++) {
+		e = fmax(e, fabs(a[i] - b[i]));
+		m = fmax(m, fabs(a[i]));
+	}
+	CHECKF(e / m < 1e-6 && adj / amax < 1e-6, "col2im_rows c%d %dx%d k%d s%d p%d: %.2e, adjoint %.2e",
+	       c, h, w, k, s, p, e / m, adj / amax);
+	free(x), free(full), free(col), free(c1), free(a), free(b), free(t);
+}
+
+static void test_rows_ops(void)
+{
+	CHECK(be->im2col_rows != NULL && be->col2im_rows != NULL);
+	if (!be->im2col_rows || !be->col2im_rows)
+		return;
+	rows_ops(2, 7, 9, 3, 1, 1);
+	rows_ops(3, 9, 8, 4, 2, 1);
+	rows_ops(2, 11, 6, 5, 3, 2);
+	rows_ops(1, 6, 5, 4, 1, 1);
+	rows_ops(2, 4, 4, 4, 2, 1);
+	rows_ops(3, 5, 7, 3, 1, 0);
+	rows_ops(1, 2, 2, 4, 2, 1);
+}
+
+/* The backend without the row ops: conv.c runs whole images. */
+static p2p_backend whole;
+
+/* A layer that conv.c splits into chunks of rows (its columns are larger
+ * than the chunk) against the float64 reference, against the same layer
+ * on whole images, and its backward against finite differences. */
+static void chunked(int transposed, int n, int cin, int h, int w, int cout, int k, int s, int p,
+                    size_t cap)
+{
+	layer(transposed, n, cin, h, w, cout, k, s, p, slow_ok ? cap : cap / 10, 0, 0.5f);
+	p2p_conv g;
+	if (transposed)
+		p2p_convt2d_init(&g, n, cin, h, w, cout, k, s, p);
+	else
+		p2p_conv2d_init(&g, n, cin, h, w, cout, k, s, p);
+	size_t nx = (size_t)g.n * g.cin * g.h * g.w, ny = (size_t)g.n * g.cout * g.oh * g.ow;
+	size_t nw = (size_t)g.cout * g.cin * g.k * g.k, wsn = p2p_conv_ws(&g);
+	float *x = malloc(nx * 4), *dy = malloc(ny * 4), *w_ = malloc(nw * 4), *ws = malloc(wsn * 4);
+	float *y[2], *dx[2], *dw[2];
+	fill(x, nx), fill(dy, ny), fill(w_, nw);
+	for (int v = 0; v < 2; v++) {
+		const p2p_backend *b = v ? &whole : be;
+		y[v] = malloc(ny * 4), dx[v] = calloc(nx, 4), dw[v] = calloc(nw, 4);
+		if (transposed) {
+			p2p_convt2d_forward(b, &g, y[v], x, w_, NULL, ws, wsn);
+			p2p_convt2d_backward(b, &g, dx[v], dw[v], NULL, dy, x, w_, ws, wsn);
+		} else {
+			p2p_conv2d_forward(b, &g, y[v], x, w_, NULL, ws, wsn);
+			p2p_conv2d_backward(b, &g, dx[v], dw[v], NULL, dy, x, w_, ws, wsn);
+		}
+	}
+	double e[3] = {0}, m[3] = {1e-30, 1e-30, 1e-30};
+	float *got[3] = {y[0], dx[0], dw[0]}, *ref[3] = {y[1], dx[1], dw[1]};
+	size_t cnt[3] = {ny, nx, nw};
+	for (int t = 0; t < 3; t++)
+		for (size_t i = 0; i < cnt[t]; i++) {
+			e[t] = fmax(e[t], fabs(got[t][i] - ref[t][i]));
+			m[t] = fmax(m[t], fabs(ref[t][i]));
+		}
+	CHECKF(e[0] / m[0] < 1e-6 && e[1] / m[1] < 1e-6 && e[2] / m[2] < 1e-6,
+	       "chunked %s %d->%d %dx%d against whole images: y %.1e dx %.1e dw %.1e",
+	       transposed ? "convT" : "conv", cin, cout, h, w, e[0] / m[0], e[1] / m[1], e[2] / m[2]);
+	for (int v = 0; v < 2; v++)
+		free(y[v]), free(dx[v]), free(dw[v]);
+	free(x), free(dy), free(w_), free(ws);
+	if (slow_ok)    /* valgrind: the memory is checked above, FD would take minutes */
+		fd_layer_cap(transposed, n, cin, h, w, cout, k, s, p, 400);
+}
+
+static void test_chunked_layers(void)
+{
+	whole = *be;
+	whole.im2col_rows = NULL;
+	whole.col2im_rows = NULL;
+	/* few output channels: the columns are large, the arithmetic small */
+	chunked(0, 1, 16, 40, 37, 1, 3, 1, 1, 3000);    /* 22-row chunks of a 40-row grid */
+	chunked(0, 2, 16, 64, 64, 2, 4, 2, 1, 3000);    /* k4 s2: 16 of 32 rows, 2 images */
+	chunked(0, 1, 12, 80, 80, 2, 5, 3, 2, 3000);    /* k5 s3: 16 of 27 rows */
+	chunked(1, 1, 2, 32, 32, 16, 4, 2, 1, 3000);    /* convT: chunks overlap in y */
+	chunked(1, 2, 2, 36, 30, 20, 3, 1, 1, 3000);
 }
 
 static void test_bad_geometry(void)
@@ -363,6 +517,8 @@ int main(void)
 	RUN(test_bad_geometry);
 	RUN(test_odd_sizes);
 	RUN(test_finite_differences);
+	RUN(test_rows_ops);
+	RUN(test_chunked_layers);
 	if (slow_ok) {
 		RUN(test_unet64);
 		RUN(test_patchgan64);
