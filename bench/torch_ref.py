@@ -391,39 +391,42 @@ def _threads(n):
 def bench(what="train", size=256, batch=4, threads=2, steps=3, warmup=1, perc=True,
           ngf=64, ndf=64, vgg16=None, seed=0):
     """Time training steps or generation on random data; the median over the
-    steps. Returns a dict with images_per_s."""
+    steps of wall-clock and process CPU seconds. Returns a dict with
+    images_per_s."""
     _threads(threads)
     torch.manual_seed(seed)
     G, D = init_models(size, ngf, ndf, seed)
     A = torch.rand(batch, 1, size, size) * 2 - 1
     B = torch.rand(batch, 3, size, size) * 2 - 1
-    times = []
+    times, cpu = [], []
     if what == "train":
         vgg = make_vgg(vgg16, seed) if perc else None
         opt_g, opt_d = make_optimisers(G, D)
         G.dropout = True
         for i in range(warmup + steps):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             train_step(G, D, vgg, opt_g, opt_d, A, B)
             if i >= warmup:
                 times.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
     elif what == "gen":
         G.eval()
         with torch.no_grad():
             for i in range(warmup + steps):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 img = G(A)
                 # the generator writes 8-bit pixels: count the conversion
                 ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
                 if i >= warmup:
                     times.append(time.perf_counter() - t)
+                    cpu.append(time.process_time() - c)
     else:
         raise ValueError(f"what: train or gen, not {what}")
     med = statistics.median(times)
     return {"impl": "pytorch", "torch": torch.__version__, "what": what, "size": size,
             "batch": batch, "threads": threads, "perc": bool(perc and what == "train"),
             "ngf": ngf, "ndf": ndf, "steps": steps, "seconds_per_step": med,
-            "images_per_s": batch / med}
+            "cpu_seconds_per_step": statistics.median(cpu), "images_per_s": batch / med}
 
 # --------------------------------------------------------------- commands
 

@@ -6,6 +6,8 @@
 #include "models.h"
 #include "npy.h"
 #include "atomic.h"
+#include "benchstat.h"
+#include "cpu_pool.h"
 #include "progress.h"
 
 #include <getopt.h>
@@ -24,7 +26,7 @@ typedef struct {
 	uint64_t seed;
 	int batch, threads;
 	int shard_i, shard_n, shard_set;
-	int strict, progress;
+	int strict, progress, bench;
 	char **inputs;          /* sorted file names, or NULL: the filter */
 	int ninputs;
 } options;
@@ -56,6 +58,7 @@ static void usage(void)
 	       "      --shard I/N     only inputs I, I+N, ... of the sorted list (0-based)\n"
 	       "      --strict        stop at the first bad heatmap (exit 1)\n"
 	       "      --progress, --quiet   force the progress bar on or off\n"
+	       "      --bench         at the end, the forward passes' speed as JSON on stderr\n"
 	       "  -h, --help, --version\n", p2p_prog);
 }
 
@@ -78,7 +81,7 @@ static int has_image_ext(const char *s)
 static void parse_args(int argc, char **argv, options *o)
 {
 	enum { O_STOCH = 256, O_SEED, O_GRID, O_DEVICE, O_SHARD, O_STRICT, O_PROGRESS,
-	       O_QUIET, O_VERSION };
+	       O_QUIET, O_VERSION, O_BENCH };
 	static const struct option longs[] = {
 		{ "model", required_argument, 0, 'm' },
 		{ "out", required_argument, 0, 'o' },
@@ -94,6 +97,7 @@ static void parse_args(int argc, char **argv, options *o)
 		{ "quiet", no_argument, 0, O_QUIET },
 		{ "help", no_argument, 0, 'h' },
 		{ "version", no_argument, 0, O_VERSION },
+		{ "bench", no_argument, 0, O_BENCH },
 		{ 0, 0, 0, 0 }
 	};
 	memset(o, 0, sizeof *o);
@@ -127,6 +131,7 @@ static void parse_args(int argc, char **argv, options *o)
 		case O_STRICT: o->strict = 1; break;
 		case O_PROGRESS: o->progress = 1; break;
 		case O_QUIET: o->progress = 0; break;
+		case O_BENCH: o->bench = 1; break;
 		case 'h': usage(); exit(0);
 		case O_VERSION: printf("%s p2pcat %s\n", p2p_prog, P2P_VERSION); exit(0);
 		case ':': p2p_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -447,6 +452,7 @@ int main(int argc, char **argv)
 	if (o.grid)
 		sheet_init(&sh, S, count ? count : 1);
 
+	p2p_bench bench = {0};
 	p2p_progress bar;
 	p2p_progress_start(&bar, "p2p-gen", count, p2p_want_progress(filter ? 0 : o.progress));
 	long written = 0, skipped = 0;
@@ -472,6 +478,8 @@ int main(int argc, char **argv)
 			ok[n++] = j;
 		}
 		if (n > 0) {
+			if (o.bench)
+				p2p_bench_begin(&bench);
 			be->upload(dxb, hx, n * plane);
 			const float *y = o.stochastic
 			                 ? p2p_unet_forward_each(g, dxb, n, o.seed, counters)
@@ -479,6 +487,8 @@ int main(int argc, char **argv)
 			if (!y || (be->status && be->status() != 0))
 				p2p_die_lib();
 			be->download(hy, y, n * oc * plane);
+			if (o.bench)
+				p2p_bench_end(&bench, n);
 			if (filter) {
 				if (save_image(NULL, hy, oc, S) != 0)
 					p2p_die_lib();
@@ -516,6 +526,15 @@ int main(int argc, char **argv)
 	if (filter)
 		p2p_close_stdout();
 	p2p_warn("%ld written, %ld skipped", written, skipped);
+	if (o.bench) {
+		int threads = o.threads ? o.threads : strcmp(be->name, "cpu") == 0 ? p2p_pool_threads() : 0;
+		char *js = p2p_bench_json(&bench, "p2p-gen", (double)p2p_unet_flops(g), threads);
+		if (!js)
+			p2p_die(1, "out of memory");
+		fprintf(stderr, "%s\n", js);
+		free(js);
+		p2p_bench_free(&bench);
+	}
 
 	p2p_image_free(&sh.img);
 	for (int i = 0; i < count; i++) {
