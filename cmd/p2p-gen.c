@@ -167,6 +167,39 @@ static void parse_args(int argc, char **argv, options *o)
 	qsort(o->inputs, nfiles, sizeof *o->inputs, cmp_str);
 }
 
+/* ---- reading and writing on the CPU backend's pool, whose workers sleep
+ * between jobs: OpenMP's spin for milliseconds after a loop, on the cores
+ * the next batch's GEMMs want ---- */
+
+typedef struct {
+	item *it;
+	const int *ok;          /* save: batch row q is it[ok[q]] */
+	int S, oc;
+	size_t plane;
+	const float *hy;
+} io_job;
+
+static int read_heat(const char *path, int S, float **out);
+static int save_image(const char *path, const float *y, int c, int S);
+
+static void read_range(void *ctx, long j0, long j1)
+{
+	io_job *b = ctx;
+	for (long j = j0; j < j1; j++)
+		if (!b->it[j].msg && read_heat(b->it[j].path, b->S, &b->it[j].heat) != 0)
+			b->it[j].msg = strdup(p2p_errmsg());
+}
+
+static void save_range(void *ctx, long q0, long q1)
+{
+	io_job *b = ctx;
+	for (long q = q0; q < q1; q++) {
+		item *t = &b->it[b->ok[q]];
+		if (save_image(t->out, b->hy + q * b->oc * b->plane, b->oc, b->S) != 0)
+			t->msg = strdup(p2p_errmsg());
+	}
+}
+
 /* ---- the generator ---- */
 
 /* G from a file's metadata and weights: plain names (G_best) or "G."
@@ -459,10 +492,8 @@ int main(int argc, char **argv)
 	for (int b0 = 0; b0 < count; b0 += batch) {
 		int m = count - b0 < batch ? count - b0 : batch;
 		item *it = items + b0;
-		#pragma omp parallel for schedule(dynamic)
-		for (int j = 0; j < m; j++)
-			if (!it[j].msg && read_heat(it[j].path, S, &it[j].heat) != 0)
-				it[j].msg = strdup(p2p_errmsg());
+		io_job rj = { it, NULL, S, oc, plane, NULL };
+		p2p_pool_run(m, p2p_pool_threads(), read_range, &rj);
 		int n = 0;
 		for (int j = 0; j < m; j++) {
 			if (it[j].msg) {
@@ -493,12 +524,8 @@ int main(int argc, char **argv)
 				if (save_image(NULL, hy, oc, S) != 0)
 					p2p_die_lib();
 			} else {
-				#pragma omp parallel for schedule(dynamic)
-				for (int q = 0; q < n; q++) {
-					item *t = &it[ok[q]];
-					if (save_image(t->out, hy + q * oc * plane, oc, S) != 0)
-						t->msg = strdup(p2p_errmsg());
-				}
+				io_job sj = { it, ok, S, oc, plane, hy };
+				p2p_pool_run(n, p2p_pool_threads(), save_range, &sj);
 			}
 			for (int q = 0; q < n; q++) {
 				item *t = &it[ok[q]];

@@ -11,6 +11,7 @@
  * core's cache; the GEMM reads and writes its rows of the image in place
  * (row stride P). */
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "err.h"
 #include "layers.h"
@@ -122,7 +123,7 @@ static int chunk_for(const p2p_conv *g, size_t ws_n)
 static int rows_per_chunk(const p2p_backend *be, const p2p_conv *g)
 {
 	int gh = grid_h(g);
-	if (!be->im2col_rows || !be->col2im_rows)
+	if (!be->im2col_rows || !be->col2im_rows || getenv("P2P_NOCHUNK"))
 		return gh;
 	long cols = CHUNK_BYTES / (long)(sizeof(float) * col_rows(g));
 	long depth = DEPTH_COLS * (long)(g->transposed ? g->cin : g->cout);
