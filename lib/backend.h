@@ -141,6 +141,13 @@ struct p2p_backend {
 	                    int oh, int ow, int oy0, int oy1, float *col);
 	void (*col2im_rows)(const float *col, int c, int h, int w, int k, int stride, int pad,
 	                    int oh, int ow, int oy0, int oy1, float *x);
+	/* fn(ctx, i, slot) for every i in [0, n), on up to `slots` of the
+	 * backend's threads at once, each taking the next i as it comes free;
+	 * slot (0 <= slot < slots) is the running thread's own, for its private
+	 * buffers. Inside fn the backend's ops run on the calling thread alone.
+	 * Returns when all are done. The convolutions hand their chunks of rows
+	 * out this way. */
+	void (*parallel)(long n, int slots, void (*fn)(void *ctx, long i, int slot), void *ctx);
 };
 
 /* The backends built into this binary. p2p_backend_get("cpu" | "cuda") runs

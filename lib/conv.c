@@ -11,7 +11,7 @@
  * core's cache; the GEMM reads and writes its rows of the image in place
  * (row stride P). */
 #include <stddef.h>
-#include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
 #include "layers.h"
@@ -123,7 +123,7 @@ static int chunk_for(const p2p_conv *g, size_t ws_n)
 static int rows_per_chunk(const p2p_backend *be, const p2p_conv *g)
 {
 	int gh = grid_h(g);
-	if (!be->im2col_rows || !be->col2im_rows || getenv("P2P_NOCHUNK"))
+	if (!be->im2col_rows || !be->col2im_rows)
 		return gh;
 	long cols = CHUNK_BYTES / (long)(sizeof(float) * col_rows(g));
 	long depth = DEPTH_COLS * (long)(g->transposed ? g->cin : g->cout);
@@ -164,72 +164,196 @@ size_t p2p_conv_flops(const p2p_conv *g)
 	return 2 * (size_t)g->n * g->cin * g->cout * g->k * g->k * gemm_cols(g);
 }
 
-/* ---- one image at a time, in chunks of grid rows ---- */
+/* ---- one image per GEMM: the batch's images in chunks of grid rows ----
+ *
+ * The chunks of all images form one sequence of items. Where the backend
+ * has `parallel`, threads take items as they come free, each with its own
+ * columns (a slot of the workspace) and a single-threaded GEMM: one
+ * hand-over per layer instead of a synchronisation inside every GEMM,
+ * which on a busy machine waits for a descheduled thread each time.
+ *
+ * Results must not depend on which thread does what, nor on how many:
+ * - forward Conv2d writes each chunk's own outputs: any order;
+ * - where chunks add into shared memory (col2im's overlapping rows, the
+ *   weight gradient) the sequence is cut into a fixed number of groups of
+ *   consecutive chunks, each done in order by one thread. Groups that
+ *   scatter run in two phases, even then odd, so that no two at work at
+ *   once touch the same rows (every group spans enough rows for that);
+ *   the weight gradient of group 0 adds into dw, those of the others into
+ *   partial sums of their own, added to dw in group order at the end. */
 
-static void conv_fwd_image(const p2p_backend *be, const p2p_conv *g, float *y,
-                           const float *x, const float *w, float *col)
+#ifndef MAX_GROUPS
+#define MAX_GROUPS 8
+#endif
+#define MAX_SLOTS 16
+
+typedef struct {
+	const p2p_backend *be;
+	const p2p_conv *g;
+	float *y, *dx, *dw;
+	const float *x, *w, *dy;
+	float *ws, *part;
+	size_t chunk_n, part_n;     /* floats of a slot's columns, of a partial dw */
+	int rows, per_image;        /* grid rows per chunk, chunks per image */
+	long items;                 /* chunks in all */
+	int groups, phase;          /* phase -1: all groups at once */
+	int slots;
+} chunk_job;
+
+/* Chunk i: image *img, grid rows [*r0, *r1). */
+static void chunk_at(const chunk_job *j, long i, int *img, int *r0, int *r1)
 {
-	long p = gemm_cols(g), kk = col_rows(g);
-	int gw = grid_w(g), rows = rows_per_chunk(be, g);
-	for (int r0 = 0; r0 < grid_h(g); r0 += rows) {
-		int r1 = r0 + rows < grid_h(g) ? r0 + rows : grid_h(g);
-		long cols = (long)(r1 - r0) * gw;
-		gather(be, g, x, g->cin, g->h, g->w, r0, r1, col);
-		/* y[:, chunk] (cout, cols) = w (cout, kk) * col (kk, cols) */
-		be->gemm(0, 0, g->cout, cols, kk, 1, w, kk, col, cols, 0, y + (long)r0 * gw, p);
-	}
+	int gh = grid_h(j->g);
+	*img = (int)(i / j->per_image);
+	*r0 = (int)(i % j->per_image) * j->rows;
+	*r1 = *r0 + j->rows < gh ? *r0 + j->rows : gh;
 }
 
-static void conv_bwd_image(const p2p_backend *be, const p2p_conv *g, float *dx, float *dw,
-                           const float *dy, const float *x, const float *w, float *col)
+static void job_init(chunk_job *j, const p2p_backend *be, const p2p_conv *g, float *ws,
+                     size_t ws_n, int partials, int scatters)
 {
-	long p = gemm_cols(g), kk = col_rows(g);
-	int gw = grid_w(g), rows = rows_per_chunk(be, g);
-	for (int r0 = 0; r0 < grid_h(g); r0 += rows) {
-		int r1 = r0 + rows < grid_h(g) ? r0 + rows : grid_h(g);
-		long cols = (long)(r1 - r0) * gw;
-		const float *d = dy + (long)r0 * gw;       /* (cout, cols), row stride p */
-		if (dw) {
+	memset(j, 0, sizeof *j);
+	j->be = be, j->g = g, j->ws = ws;
+	int gh = grid_h(g);
+	j->rows = rows_per_chunk(be, g);
+	j->per_image = (gh + j->rows - 1) / j->rows;
+	j->items = (long)g->n * j->per_image;
+	j->chunk_n = (size_t)col_rows(g) * j->rows * grid_w(g);
+	j->part_n = partials ? (size_t)col_rows(g) * (g->transposed ? g->cin : g->cout) : 0;
+	/* groups: at most MAX_GROUPS, each of at least `need` grid rows when
+	 * they scatter (then g and g+2 never meet), and their partial sums
+	 * beside one slot's columns in the workspace */
+	int need = scatters ? (g->k + g->stride - 1) / g->stride - 1 : 1;
+	long per = need < 1 ? 1 : (need + j->rows - 1) / j->rows;   /* chunks per group */
+	long gr = j->items / per;
+	gr = gr < MAX_GROUPS ? gr : MAX_GROUPS;
+	while (gr > 1 && (gr - 1) * j->part_n + j->chunk_n > ws_n)
+		gr--;
+	j->groups = gr < 1 ? 1 : (int)gr;
+	size_t left = ws_n - (j->groups - 1) * j->part_n;
+	j->part = ws + left;                    /* the partials sit at the end */
+	long sl = left / j->chunk_n;
+	j->slots = sl < 1 ? 1 : sl > MAX_SLOTS ? MAX_SLOTS : (int)sl;
+}
+
+static void run_items(chunk_job *j, long n, void (*fn)(void *, long, int))
+{
+	if (j->be->parallel && n > 1)
+		j->be->parallel(n, j->slots, fn, j);
+	else
+		for (long i = 0; i < n; i++)
+			fn(j, i, 0);
+}
+
+/* Every group through fn (in two phases when they scatter), then the
+ * partial weight gradients into dw in group order. */
+static void run_groups(chunk_job *j, void (*fn)(void *, long, int), int scatters)
+{
+	if (!scatters || j->groups == 1) {
+		j->phase = -1;
+		run_items(j, j->groups, fn);
+	} else {
+		for (j->phase = 0; j->phase < 2; j->phase++)
+			run_items(j, (j->groups + 1 - j->phase) / 2, fn);
+	}
+	if (j->dw)
+		for (int gi = 1; gi < j->groups; gi++)
+			j->be->axpy(j->dw, j->part + (gi - 1) * j->part_n, j->part_n, 1);
+}
+
+/* Group item i of the current phase: its chunks [*c0, *c1) and the dw it
+ * adds into (with beta for its first chunk). */
+static int group_at(const chunk_job *j, long i, long *c0, long *c1, float **dw)
+{
+	int gi = j->phase < 0 ? (int)i : 2 * (int)i + j->phase;
+	*c0 = j->items * gi / j->groups;
+	*c1 = j->items * (gi + 1) / j->groups;
+	if (dw)
+		*dw = gi == 0 ? j->dw : j->part + (gi - 1) * j->part_n;
+	return gi;
+}
+
+static void conv_fwd_item(void *ctx, long i, int slot)
+{
+	const chunk_job *j = ctx;
+	const p2p_conv *g = j->g;
+	int img, r0, r1;
+	chunk_at(j, i, &img, &r0, &r1);
+	long p = gemm_cols(g), kk = col_rows(g), cols = (long)(r1 - r0) * grid_w(g);
+	float *col = j->ws + slot * j->chunk_n;
+	gather(j->be, g, j->x + (size_t)img * g->cin * g->h * g->w, g->cin, g->h, g->w, r0, r1, col);
+	/* y[:, chunk] (cout, cols) = w (cout, kk) * col (kk, cols), row stride p */
+	j->be->gemm(0, 0, g->cout, cols, kk, 1, j->w, kk, col, cols, 0,
+	            j->y + (size_t)img * g->cout * p + (long)r0 * grid_w(g), p);
+}
+
+static void conv_bwd_group(void *ctx, long i, int slot)
+{
+	const chunk_job *j = ctx;
+	const p2p_conv *g = j->g;
+	long c0, c1, p = gemm_cols(g), kk = col_rows(g);
+	float *dw, *col = j->ws + slot * j->chunk_n;
+	int gi = group_at(j, i, &c0, &c1, j->dw ? &dw : NULL);
+	for (long c = c0; c < c1; c++) {
+		int img, r0, r1;
+		chunk_at(j, c, &img, &r0, &r1);
+		long cols = (long)(r1 - r0) * grid_w(g);
+		const float *d = j->dy + (size_t)img * g->cout * p + (long)r0 * grid_w(g);
+		size_t xs = (size_t)img * g->cin * g->h * g->w;
+		if (j->dw) {
 			/* dw (cout, kk) += dy (cout, cols) * col^T (cols, kk) */
-			gather(be, g, x, g->cin, g->h, g->w, r0, r1, col);
-			be->gemm(0, 1, g->cout, kk, cols, 1, d, p, col, cols, 1, dw, kk);
+			gather(j->be, g, j->x + xs, g->cin, g->h, g->w, r0, r1, col);
+			j->be->gemm(0, 1, g->cout, kk, cols, 1, d, p, col, cols,
+			            gi > 0 && c == c0 ? 0 : 1, dw, kk);
 		}
-		if (dx) {
+		if (j->dx) {
 			/* dcol (kk, cols) = w^T (kk, cout) * dy (cout, cols), then scatter */
-			be->gemm(1, 0, kk, cols, g->cout, 1, w, kk, d, p, 0, col, cols);
-			scatter(be, g, col, g->cin, g->h, g->w, r0, r1, dx);
+			j->be->gemm(1, 0, kk, cols, g->cout, 1, j->w, kk, d, p, 0, col, cols);
+			scatter(j->be, g, col, g->cin, g->h, g->w, r0, r1, j->dx + xs);
 		}
 	}
 }
 
-static void convt_fwd_image(const p2p_backend *be, const p2p_conv *g, float *y,
-                            const float *x, const float *w, float *col)
+static void convt_fwd_group(void *ctx, long i, int slot)
 {
-	long p = gemm_cols(g), kk = col_rows(g);
-	int gw = grid_w(g), rows = rows_per_chunk(be, g);
-	for (int r0 = 0; r0 < grid_h(g); r0 += rows) {
-		int r1 = r0 + rows < grid_h(g) ? r0 + rows : grid_h(g);
-		long cols = (long)(r1 - r0) * gw;
+	const chunk_job *j = ctx;
+	const p2p_conv *g = j->g;
+	long c0, c1, p = gemm_cols(g), kk = col_rows(g);
+	float *col = j->ws + slot * j->chunk_n;
+	group_at(j, i, &c0, &c1, NULL);
+	for (long c = c0; c < c1; c++) {
+		int img, r0, r1;
+		chunk_at(j, c, &img, &r0, &r1);
+		long cols = (long)(r1 - r0) * grid_w(g);
 		/* col (cout*k*k, cols) = w^T (cout*k*k, cin) * x[:, chunk] (cin, cols) */
-		be->gemm(1, 0, kk, cols, g->cin, 1, w, kk, x + (long)r0 * gw, p, 0, col, cols);
-		scatter(be, g, col, g->cout, g->oh, g->ow, r0, r1, y);
+		j->be->gemm(1, 0, kk, cols, g->cin, 1, j->w, kk,
+		            j->x + (size_t)img * g->cin * p + (long)r0 * grid_w(g), p, 0, col, cols);
+		scatter(j->be, g, col, g->cout, g->oh, g->ow, r0, r1,
+		        j->y + (size_t)img * g->cout * g->oh * g->ow);
 	}
 }
 
-static void convt_bwd_image(const p2p_backend *be, const p2p_conv *g, float *dx, float *dw,
-                            const float *dy, const float *x, const float *w, float *col)
+static void convt_bwd_group(void *ctx, long i, int slot)
 {
-	long p = gemm_cols(g), kk = col_rows(g);
-	int gw = grid_w(g), rows = rows_per_chunk(be, g);
-	for (int r0 = 0; r0 < grid_h(g); r0 += rows) {
-		int r1 = r0 + rows < grid_h(g) ? r0 + rows : grid_h(g);
-		long cols = (long)(r1 - r0) * gw;
+	const chunk_job *j = ctx;
+	const p2p_conv *g = j->g;
+	long c0, c1, p = gemm_cols(g), kk = col_rows(g);
+	float *dw, *col = j->ws + slot * j->chunk_n;
+	int gi = group_at(j, i, &c0, &c1, j->dw ? &dw : NULL);
+	for (long c = c0; c < c1; c++) {
+		int img, r0, r1;
+		chunk_at(j, c, &img, &r0, &r1);
+		long cols = (long)(r1 - r0) * grid_w(g), off = (long)r0 * grid_w(g);
+		size_t xs = (size_t)img * g->cin * p;
 		/* dcol (cout*k*k, cols): dy gathered the way forward scattered */
-		gather(be, g, dy, g->cout, g->oh, g->ow, r0, r1, col);
-		if (dw)   /* dw (cin, cout*k*k) += x (cin, cols) * dcol^T (cols, cout*k*k) */
-			be->gemm(0, 1, g->cin, kk, cols, 1, x + (long)r0 * gw, p, col, cols, 1, dw, kk);
-		if (dx)   /* dx (cin, cols) += w (cin, cout*k*k) * dcol (cout*k*k, cols) */
-			be->gemm(0, 0, g->cin, cols, kk, 1, w, kk, col, cols, 1, dx + (long)r0 * gw, p);
+		gather(j->be, g, j->dy + (size_t)img * g->cout * g->oh * g->ow, g->cout, g->oh, g->ow,
+		       r0, r1, col);
+		if (j->dw)   /* dw (cin, cout*k*k) += x (cin, cols) * dcol^T (cols, cout*k*k) */
+			j->be->gemm(0, 1, g->cin, kk, cols, 1, j->x + xs + off, p, col, cols,
+			            gi > 0 && c == c0 ? 0 : 1, dw, kk);
+		if (j->dx)   /* dx (cin, cols) += w (cin, cout*k*k) * dcol (cout*k*k, cols) */
+			j->be->gemm(0, 0, g->cin, cols, kk, 1, j->w, kk, col, cols, 1,
+			            j->dx + xs + off, p);
 	}
 }
 
@@ -244,12 +368,14 @@ int p2p_conv2d_forward(const p2p_backend *be, const p2p_conv *g, float *y,
 		return -1;
 	long p = gemm_cols(g), kk = col_rows(g);
 	long xs = (long)g->cin * g->h * g->w, ys = (long)g->cout * p;
-	for (int i0 = 0; i0 < g->n; i0 += nb) {
+	if (nb == 1) {
+		chunk_job j;
+		job_init(&j, be, g, ws, ws_n, 0, 0);
+		j.y = y, j.x = x, j.w = w;
+		run_items(&j, j.items, conv_fwd_item);
+	}
+	for (int i0 = 0; i0 < g->n && nb > 1; i0 += nb) {
 		int m = g->n - i0 < nb ? g->n - i0 : nb;
-		if (m == 1) {
-			conv_fwd_image(be, g, y + i0 * ys, x + i0 * xs, w, ws);
-			continue;
-		}
 		long cols = m * p;
 		float *col = ws, *tmp = ws + kk * cols;
 		be->im2col(x + i0 * xs, m, g->cin, g->h, g->w, g->k, g->stride, g->pad,
@@ -276,13 +402,14 @@ int p2p_conv2d_backward(const p2p_backend *be, const p2p_conv *g,
 		be->bias_grad(db, dy, g->n, g->cout, p);
 	if (!dx && !dw)
 		return 0;
-	for (int i0 = 0; i0 < g->n; i0 += nb) {
+	if (nb == 1) {
+		chunk_job j;
+		job_init(&j, be, g, ws, ws_n, dw != NULL, dx != NULL);
+		j.dx = dx, j.dw = dw, j.dy = dy, j.x = x, j.w = w;
+		run_groups(&j, conv_bwd_group, dx != NULL);
+	}
+	for (int i0 = 0; i0 < g->n && nb > 1; i0 += nb) {
 		int m = g->n - i0 < nb ? g->n - i0 : nb;
-		if (m == 1) {
-			conv_bwd_image(be, g, dx ? dx + i0 * xs : NULL, dw, dy + i0 * ys,
-			               x ? x + i0 * xs : NULL, w, ws);
-			continue;
-		}
 		long cols = m * p;
 		float *col = ws, *tmp = ws + kk * cols;
 		/* dy as (cout, m*p) */
@@ -313,12 +440,14 @@ int p2p_convt2d_forward(const p2p_backend *be, const p2p_conv *g, float *y,
 	long p = gemm_cols(g), kk = col_rows(g);
 	long xs = (long)g->cin * p, ys = (long)g->cout * g->oh * g->ow;
 	be->zero(y, (size_t)g->n * ys);
-	for (int i0 = 0; i0 < g->n; i0 += nb) {
+	if (nb == 1) {
+		chunk_job j;
+		job_init(&j, be, g, ws, ws_n, 0, 1);
+		j.y = y, j.x = x, j.w = w;
+		run_groups(&j, convt_fwd_group, 1);
+	}
+	for (int i0 = 0; i0 < g->n && nb > 1; i0 += nb) {
 		int m = g->n - i0 < nb ? g->n - i0 : nb;
-		if (m == 1) {
-			convt_fwd_image(be, g, y + i0 * ys, x + i0 * xs, w, ws);
-			continue;
-		}
 		long cols = m * p;
 		float *col = ws, *tmp = ws + kk * cols;
 		/* x as (cin, m*p) */
@@ -346,13 +475,14 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
 		be->bias_grad(db, dy, g->n, g->cout, (long)g->oh * g->ow);
 	if (!dx && !dw)
 		return 0;
-	for (int i0 = 0; i0 < g->n; i0 += nb) {
+	if (nb == 1) {
+		chunk_job j;
+		job_init(&j, be, g, ws, ws_n, dw != NULL, 0);
+		j.dx = dx, j.dw = dw, j.dy = dy, j.x = x, j.w = w;
+		run_groups(&j, convt_bwd_group, 0);
+	}
+	for (int i0 = 0; i0 < g->n && nb > 1; i0 += nb) {
 		int m = g->n - i0 < nb ? g->n - i0 : nb;
-		if (m == 1) {
-			convt_bwd_image(be, g, dx ? dx + i0 * xs : NULL, dw, dy + i0 * ys,
-			                x ? x + i0 * xs : NULL, w, ws);
-			continue;
-		}
 		long cols = m * p;
 		float *col = ws, *tmp = ws + kk * cols;
 		/* dcol (cout*k*k, m*p): dy gathered the way forward scattered */

@@ -13,6 +13,7 @@
  * in a fixed order, so results do not depend on the thread count. */
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -421,6 +422,44 @@ static void cpu_col2im_rows(const float *col, int c, int h, int w, int k, int st
 	col2im_run(&(col_args){col, x, 1, c, h, w, k, stride, pad, oh, ow, oy0, oy1});
 }
 
+/* ---- items across the pool ---- */
+
+typedef struct {
+	void (*fn)(void *ctx, long i, int slot);
+	void *ctx;
+	long n;
+	atomic_long next;
+} par_args;
+
+/* Parts are slots; each takes items until none is left, so a thread that
+ * another job kept off its core does less, not the others wait. */
+static void par_range(void *c, long s0, long s1)
+{
+	par_args *q = c;
+	for (long s = s0; s < s1; s++)
+		for (long i; (i = atomic_fetch_add(&q->next, 1)) < q->n;)
+			q->fn(q->ctx, i, (int)s);
+}
+
+/* OpenBLAS runs single-threaded meanwhile: its own workers would meet the
+ * pool's on the same cores and wait for each other inside every GEMM. */
+static void cpu_parallel(long n, int slots, void (*fn)(void *ctx, long i, int slot), void *ctx)
+{
+	int t = p2p_pool_threads();
+	t = t < slots ? t : slots;
+	t = t < n ? t : (int)n;
+	if (t <= 1) {
+		for (long i = 0; i < n; i++)
+			fn(ctx, i, 0);
+		return;
+	}
+	int blas = openblas_get_num_threads();
+	openblas_set_num_threads(1);
+	par_args q = {fn, ctx, n, 0};
+	p2p_pool_run(t, t, par_range, &q);
+	openblas_set_num_threads(blas);
+}
+
 /* ---- per-plane ops: bias, affine, InstanceNorm, pooling ---- */
 
 /* Sum of a plane in double, in blocks of float partial sums: accurate
@@ -744,6 +783,7 @@ static const p2p_backend cpu_backend = {
 	.col2im = cpu_col2im,
 	.im2col_rows = cpu_im2col_rows,
 	.col2im_rows = cpu_col2im_rows,
+	.parallel = cpu_parallel,
 	.bias_add = cpu_bias_add,
 	.bias_grad = cpu_bias_grad,
 	.chan_affine = cpu_chan_affine,

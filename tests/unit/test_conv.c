@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "cpu_pool.h"
 #include "err.h"
 #include "layers.h"
 #include "tensor.h"
@@ -498,6 +499,55 @@ static void test_chunked_layers(void)
 	chunked(1, 2, 2, 36, 30, 20, 3, 1, 1, 3000);
 }
 
+/* The chunked layers give the same bits on 1, 2 and 3 threads: chunks that
+ * add into shared memory are grouped the same way whatever the threads. */
+static void same_bits(int transposed, int n, int cin, int h, int w, int cout, int k, int s, int p)
+{
+	p2p_conv g;
+	if (transposed)
+		p2p_convt2d_init(&g, n, cin, h, w, cout, k, s, p);
+	else
+		p2p_conv2d_init(&g, n, cin, h, w, cout, k, s, p);
+	size_t nx = (size_t)g.n * g.cin * g.h * g.w, ny = (size_t)g.n * g.cout * g.oh * g.ow;
+	size_t nw = (size_t)g.cout * g.cin * g.k * g.k, wsn = p2p_conv_ws(&g);
+	size_t nall = ny + nx + nw;
+	float *x = malloc(nx * 4), *dy = malloc(ny * 4), *w_ = malloc(nw * 4), *ws = malloc(wsn * 4);
+	float *out[3];
+	fill(x, nx), fill(dy, ny), fill(w_, nw);
+	for (int t = 0; t < 3; t++) {
+		be->set_threads(t + 1);
+		float *o = out[t] = calloc(nall, 4), *y = o, *dx = o + ny, *dw = o + ny + nx;
+		if (transposed) {
+			p2p_convt2d_forward(be, &g, y, x, w_, NULL, ws, wsn);
+			p2p_convt2d_backward(be, &g, dx, dw, NULL, dy, x, w_, ws, wsn);
+		} else {
+			p2p_conv2d_forward(be, &g, y, x, w_, NULL, ws, wsn);
+			p2p_conv2d_backward(be, &g, dx, dw, NULL, dy, x, w_, ws, wsn);
+		}
+	}
+	CHECKF(!memcmp(out[0], out[1], nall * 4) && !memcmp(out[0], out[2], nall * 4),
+	       "%s %d->%d %dx%d: 1, 2 and 3 threads differ", transposed ? "convT" : "conv",
+	       cin, cout, h, w);
+	for (int t = 0; t < 3; t++)
+		free(out[t]);
+	free(x), free(dy), free(w_), free(ws);
+}
+
+static void test_chunked_threads(void)
+{
+	CHECK(be->set_threads != NULL);
+	if (!be->set_threads)
+		return;
+	int before = p2p_pool_threads();
+	same_bits(0, 1, 16, 40, 37, 1, 3, 1, 1);
+	same_bits(0, 2, 16, 64, 64, 2, 4, 2, 1);
+	same_bits(1, 1, 2, 32, 32, 16, 4, 2, 1);
+	same_bits(1, 2, 2, 36, 30, 20, 3, 1, 1);
+	if (slow_ok)
+		same_bits(0, 2, 64, 128, 128, 64, 3, 1, 1);    /* VGG's 64->64, 8 groups */
+	be->set_threads(before);
+}
+
 static void test_bad_geometry(void)
 {
 	p2p_conv g;
@@ -519,6 +569,7 @@ int main(void)
 	RUN(test_finite_differences);
 	RUN(test_rows_ops);
 	RUN(test_chunked_layers);
+	RUN(test_chunked_threads);
 	if (slow_ok) {
 		RUN(test_unet64);
 		RUN(test_patchgan64);
