@@ -4,9 +4,11 @@
  * step on random data: G forward; D forward and backward on real and fake
  * as one batch, D's Adam; D forward and backward (input gradient only) on
  * the fake; VGG16 on real and fake, its backward; G backward, G's Adam.
- * Per phase: median milliseconds over the timed steps, the GFLOP its GEMMs
- * did (counted from the calls), GFLOP/s, and the share of its time spent
- * inside sgemm. The step mirrors p2p-train's train_step; keep them alike.
+ * Per phase: median milliseconds over the timed steps, its GFLOP as the
+ * models count them (2 * MACs of a direct convolution, as p2p-train --bench
+ * and bench/train do: Winograd's layers do fewer), GFLOP/s, and the share of
+ * its time that the calling thread spent inside sgemm. The step mirrors
+ * p2p-train's train_step; keep them alike.
  *
  * Usage: bench/step [-s SIZE] [-b BATCH] [-n STEPS] [-t THREADS] [-p] [-1]
  *   -s 256  -b 4  -n 3 timed steps after one warm-up  -t: OpenBLAS's count
@@ -38,11 +40,10 @@ static double now(void)
 /* ---- a backend that times and counts its GEMMs ---- */
 
 /* GEMMs also run on the backend's worker threads (the convolutions' chunks):
- * FLOPs are counted from all of them, time only from the calling thread,
- * whose "gemm" share is then a lower bound. */
+ * their time is counted on the calling thread only, whose "gemm" share is
+ * then a lower bound. */
 static const p2p_backend *inner;
 static double gemm_secs;
-static long long flop_all;
 static pthread_t main_thread;
 
 static void rec_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -53,7 +54,17 @@ static void rec_gemm(int ta, int tb, int m, int n, int k, float alpha, const flo
 	inner->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 	if (mine)
 		gemm_secs += now() - t;
-	__atomic_add_fetch(&flop_all, 2LL * m * n * k, __ATOMIC_RELAXED);
+}
+
+static void rec_gemm_batched(int ta, int tb, int m, int n, int k, float alpha,
+                             const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                             float beta, float *c, int ldc, long sc, int batch)
+{
+	int mine = pthread_equal(pthread_self(), main_thread);
+	double t = mine ? now() : 0;
+	inner->gemm_batched(ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
+	if (mine)
+		gemm_secs += now() - t;
 }
 
 static const p2p_backend *recorder(const p2p_backend *cpu)
@@ -62,6 +73,7 @@ static const p2p_backend *recorder(const p2p_backend *cpu)
 	inner = cpu;
 	rec = *cpu;
 	rec.gemm = rec_gemm;
+	rec.gemm_batched = rec_gemm_batched;
 	return &rec;
 }
 
@@ -76,20 +88,19 @@ static const char *phase_name[NP] = {
 
 #define MAXSTEPS 64
 static double ph_t[NP][MAXSTEPS], ph_g[NP][MAXSTEPS], ph_f[NP];
+static const double ph_fw[NP] = {1, 2, 4, 0, 1, 1, 1, 1, 1, 2, 0, 0};   /* model forwards per image */
 static double mark_t, mark_g;
 
 static void mark(void)
 {
 	mark_t = now();
 	mark_g = gemm_secs;
-	__atomic_store_n(&flop_all, 0, __ATOMIC_RELAXED);
 }
 
 static void done(int p, int step)
 {
 	ph_t[p][step] += now() - mark_t;
 	ph_g[p][step] += gemm_secs - mark_g;
-	ph_f[p] = (double)__atomic_load_n(&flop_all, __ATOMIC_RELAXED);   /* the same every step */
 	mark();
 }
 
@@ -193,6 +204,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	p2p_params *gp = p2p_unet_params(G), *dp = p2p_patchgan_params(D);
+	/* a phase's FLOPs: its model's forward FLOPs times ph_fw, times n */
+	for (int p = 0; p < NP; p++) {
+		double f = p == P_GF || p == P_GB || p == P_GADAM ? p2p_unet_flops(G)
+		         : p >= P_VR && p <= P_VB ? (V ? p2p_vgg_flops(V) : 0) : p2p_patchgan_flops(D);
+		ph_f[p] = f * ph_fw[p] * n;
+	}
 	ck(p2p_params_init(gp, &r, 0.02f));
 	ck(p2p_params_init(dp, &r, 0.02f));
 	p2p_adam ga, da;

@@ -501,3 +501,111 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
 	}
 	return 0;
 }
+
+/* ---- Winograd F(4x4, 3x3): 3x3, stride 1, pad 1 ----
+ * Each 4x4 tile of outputs is A^T [ (G g G^T) .* (B^T d B) ] A over a 6x6
+ * patch d of the input: the 36 products, summed over input channels, are 36
+ * independent GEMMs, (cout, cin) x (cin, tiles), with 36 / (16 * 9) = 1/4 of
+ * the direct convolution's multiplications. Images are cut into chunks of
+ * tile rows, handed out like the chunks above; each thread's slot holds a
+ * chunk's transformed input and products. */
+
+#ifndef WINO_TILES
+#define WINO_TILES 128          /* tiles per chunk (whole rows of them) */
+#endif
+#define WINO_SLOTS 4
+
+int p2p_conv_wino_ok(const p2p_backend *be, const p2p_conv *g)
+{
+	return be->wino_in && be->wino_out && be->gemm_batched && !g->transposed && g->k == 3 &&
+	       g->stride == 1 && g->pad == 1;
+}
+
+static int wino_rows(const p2p_conv *g)          /* tile rows per chunk */
+{
+	int tw = (g->w + 3) / 4, th = (g->h + 3) / 4;
+	int r = (WINO_TILES + tw - 1) / tw;
+	return r > th ? th : r;
+}
+
+static size_t wino_slot(const p2p_conv *g)
+{
+	return 36 * (size_t)(g->cin + g->cout) * wino_rows(g) * ((g->w + 3) / 4);
+}
+
+size_t p2p_conv_wino_ws(const p2p_conv *g)
+{
+	return WINO_SLOTS * wino_slot(g);
+}
+
+void p2p_conv_wino_weights(const float *w, int cout, int cin, int transposed, float *u)
+{
+	static const double G[6][3] = {
+		{1 / 4., 0, 0}, {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
+		{1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}
+	};
+	int rows = transposed ? cin : cout, cols = transposed ? cout : cin;
+	for (int a = 0; a < rows; a++)
+		for (int b = 0; b < cols; b++) {
+			/* the input gradient's weight (a = ci, b = co) is w[co][ci] turned 180 degrees */
+			const float *k = transposed ? w + ((size_t)b * cin + a) * 9 : w + ((size_t)a * cin + b) * 9;
+			double g[3][3], t[6][3];
+			for (int y = 0; y < 3; y++)
+				for (int x = 0; x < 3; x++)
+					g[y][x] = transposed ? k[(2 - y) * 3 + (2 - x)] : k[y * 3 + x];
+			for (int i = 0; i < 6; i++)
+				for (int x = 0; x < 3; x++)
+					t[i][x] = G[i][0] * g[0][x] + G[i][1] * g[1][x] + G[i][2] * g[2][x];
+			for (int i = 0; i < 6; i++)
+				for (int j = 0; j < 6; j++)
+					u[((size_t)(i * 6 + j) * rows + a) * cols + b] =
+						(float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+		}
+}
+
+typedef struct {
+	const p2p_backend *be;
+	const p2p_conv *g;
+	float *y, *ws;
+	const float *x, *u, *b;
+	size_t slot_n;
+	int rows, per_image;
+} wino_job;
+
+static void wino_item(void *ctx, long i, int slot)
+{
+	const wino_job *j = ctx;
+	const p2p_conv *g = j->g;
+	int th = (g->h + 3) / 4, tw = (g->w + 3) / 4, img = (int)(i / j->per_image);
+	int t0 = (int)(i % j->per_image) * j->rows, t1 = t0 + j->rows < th ? t0 + j->rows : th;
+	long T = (long)(t1 - t0) * tw;
+	float *v = j->ws + slot * j->slot_n, *m = v + 36L * g->cin * T;
+	j->be->wino_in(j->x + (size_t)img * g->cin * g->h * g->w, g->cin, g->h, g->w, t0, t1, v);
+	/* m[xi] (cout, T) = u[xi] (cout, cin) * v[xi] (cin, T), for the 36 xi */
+	j->be->gemm_batched(0, 0, g->cout, T, g->cin, 1, j->u, g->cin, (long)g->cout * g->cin,
+	                    v, T, (long)g->cin * T, 0, m, T, (long)g->cout * T, 36);
+	j->be->wino_out(m, g->cout, g->h, g->w, t0, t1, j->b,
+	                j->y + (size_t)img * g->cout * g->h * g->w);
+}
+
+int p2p_conv2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
+                            const float *x, const float *u, const float *b,
+                            float *ws, size_t ws_n)
+{
+	if (!p2p_conv_wino_ok(be, g))
+		return p2p_err("conv: Winograd needs a 3x3 stride-1 pad-1 convolution and a backend "
+		               "with its transforms");
+	wino_job j = {be, g, y, ws, x, u, b, wino_slot(g), wino_rows(g), 0};
+	if (ws_n < j.slot_n)
+		return p2p_err("conv: workspace of %zu floats, %zu needed", ws_n, j.slot_n);
+	int th = (g->h + 3) / 4;
+	j.per_image = (th + j.rows - 1) / j.rows;
+	long items = (long)g->n * j.per_image;
+	int slots = (int)(ws_n / j.slot_n);
+	if (be->parallel && items > 1)
+		be->parallel(items, slots < MAX_SLOTS ? slots : MAX_SLOTS, wino_item, &j);
+	else
+		for (long i = 0; i < items; i++)
+			wino_item(&j, i, 0);
+	return 0;
+}

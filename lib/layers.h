@@ -62,6 +62,25 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
                          float *dx, float *dw, float *db, const float *dy,
                          const float *x, const float *w, float *ws, size_t ws_n);
 
+/* Winograd F(4x4, 3x3) for 3x3 stride-1 pad-1 Conv2d, where the backend has
+ * its transforms (wino_in/wino_out: the CPU's): a quarter of the direct
+ * convolution's multiplications, for weights that are transformed once
+ * (VGG16's, frozen). Agrees with p2p_conv2d_forward to about 1e-5 of the
+ * output's scale. ok: 1 when g and be allow it. ws: the workspace it wants
+ * (less works, with fewer threads; one chunk at least). */
+int p2p_conv_wino_ok(const p2p_backend *be, const p2p_conv *g);
+size_t p2p_conv_wino_ws(const p2p_conv *g);
+/* Host memory: u (36, cout, cin) from w (cout, cin, 3, 3); transposed:
+ * u (36, cin, cout), the weights of the input gradient (w[co][ci] turned 180
+ * degrees), so that dx = p2p_conv2d_forward_wino of dy on the geometry
+ * with cin and cout swapped. */
+void p2p_conv_wino_weights(const float *w, int cout, int cin, int transposed, float *u);
+/* y (n, cout, h, w) = conv(x, w) + b (b may be NULL) with u from
+ * p2p_conv_wino_weights (backend memory). -1 + p2p_err if !ok or ws_n is too small. */
+int p2p_conv2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
+                            const float *x, const float *u, const float *b,
+                            float *ws, size_t ws_n);
+
 /* ---- normalisation ---- */
 
 #define P2P_IN_EPS 1e-5f

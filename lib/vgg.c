@@ -7,7 +7,14 @@
  * Buffers for `batch` images, allocated once: the normalised input, each
  * conv's output with ReLU in place (ReLU backward needs it; the next conv
  * reads it) and the two pool outputs. The weights are frozen, so backward
- * computes input gradients only and needs no conv inputs beyond these. */
+ * computes input gradients only and needs no conv inputs beyond these.
+ *
+ * Where the backend has Winograd's transforms (the CPU), layers 2 to 14 run
+ * as Winograd F(4x4, 3x3) convolutions, forward and (with the weights
+ * turned 180 degrees and transposed) backward: a quarter of the
+ * multiplications. Their transformed weights are made from the parameters
+ * at the first forward, and again whenever the parameters differ from the
+ * copy they were made from (a test may set them by hand). */
 #include "models.h"
 
 #include <stdio.h>
@@ -37,7 +44,10 @@ struct p2p_vgg {
 	float *sa, *sb, *ws;
 	size_t ws_n;
 	int n;
-	float *bufs[2 * NC + 8];
+	int wino, wready;           /* layers 1.. by Winograd; u made from wsrc */
+	float *u[NC], *ut[NC];      /* their transformed weights: forward, input gradient */
+	float *wsrc, *wnow;         /* host: the parameters u was made from; scratch */
+	float *bufs[4 * NC + 8];
 	int nbufs;
 };
 
@@ -91,11 +101,16 @@ static p2p_vgg *vgg_new(const p2p_backend *be, int size, int batch)
 	cin = 3;
 	if (!(v->xn = buf(v, big)) || !(v->affine = buf(v, 6)))
 		goto fail;
+	v->wino = be->wino_in && be->wino_out && be->gemm_batched;   /* layers 1.. qualify */
 	for (int i = 0; i < NC; i++) {
 		p2p_conv *g = &v->conv[i];
 		if (p2p_conv2d_init(g, batch, cin, side, side, layer_out[i], 3, 1, 1) != 0)
 			goto fail;
-		size_t ws = p2p_conv_ws(g), cnt = out_count(g);
+		int fast = v->wino && i > 0;
+		size_t ws = fast ? p2p_conv_wino_ws(g) : p2p_conv_ws(g), cnt = out_count(g);
+		size_t nu = 36 * (size_t)g->cin * g->cout;
+		if (fast && (!(v->u[i] = buf(v, nu)) || !(v->ut[i] = buf(v, nu))))
+			goto fail;
 		v->ws_n = ws > v->ws_n ? ws : v->ws_n;
 		big = cnt > big ? cnt : big;
 		v->w[i] = v->ps.data + v->ps.offset[2 * i];
@@ -118,6 +133,11 @@ static p2p_vgg *vgg_new(const p2p_backend *be, int size, int batch)
 		aff[3 + c] = (0.5f - imagenet_mean[c]) / imagenet_std[c];
 	}
 	be->upload(v->affine, aff, 6);
+	if (v->wino && (!(v->wsrc = malloc(v->ps.total * sizeof(float))) ||
+	                !(v->wnow = malloc(v->ps.total * sizeof(float))))) {
+		p2p_err("vgg16: out of memory");
+		goto fail;
+	}
 	return v;
 fail:
 	p2p_vgg_free(v);
@@ -166,6 +186,8 @@ void p2p_vgg_free(p2p_vgg *v)
 	for (int i = 0; i < v->nbufs; i++)
 		v->be->free(v->bufs[i]);
 	p2p_params_free(&v->ps);
+	free(v->wsrc);
+	free(v->wnow);
 	free(v);
 }
 
@@ -186,6 +208,38 @@ static p2p_conv at(const p2p_conv *c, int n)
 	return t;
 }
 
+/* The Winograd weights of layers 1.. from the parameters, unless they were
+ * made from these very parameters. */
+static int wino_refresh(p2p_vgg *v)
+{
+	const p2p_backend *be = v->be;
+	size_t total = v->ps.total;
+	be->download(v->wnow, v->ps.data, total);
+	if (v->wready && !memcmp(v->wnow, v->wsrc, total * sizeof(float)))
+		return 0;
+	size_t big = 0;
+	for (int i = 1; i < NC; i++) {
+		size_t nu = 36 * (size_t)v->conv[i].cin * v->conv[i].cout;
+		big = nu > big ? nu : big;
+	}
+	float *h = malloc(big * sizeof *h);
+	if (!h)
+		return p2p_err("vgg16: out of memory");
+	for (int i = 1; i < NC; i++) {
+		const p2p_conv *g = &v->conv[i];
+		const float *w = v->wnow + (v->w[i] - v->ps.data);
+		size_t nu = 36 * (size_t)g->cin * g->cout;
+		p2p_conv_wino_weights(w, g->cout, g->cin, 0, h);
+		be->upload(v->u[i], h, nu);
+		p2p_conv_wino_weights(w, g->cout, g->cin, 1, h);
+		be->upload(v->ut[i], h, nu);
+	}
+	free(h);
+	memcpy(v->wsrc, v->wnow, total * sizeof(float));
+	v->wready = 1;
+	return 0;
+}
+
 const float *p2p_vgg_forward(p2p_vgg *v, const float *x, int n)
 {
 	const p2p_backend *be = v->be;
@@ -194,11 +248,16 @@ const float *p2p_vgg_forward(p2p_vgg *v, const float *x, int n)
 		return NULL;
 	}
 	v->n = 0;
+	if (v->wino && wino_refresh(v) != 0)
+		return NULL;
 	be->chan_affine(x, v->xn, n, 3, (long)v->size * v->size, v->affine, v->affine + 3);
 	const float *in = v->xn;
 	for (int i = 0; i < NC; i++) {
 		p2p_conv g = at(&v->conv[i], n);
-		if (p2p_conv2d_forward(be, &g, v->a[i], in, v->w[i], v->b[i], v->ws, v->ws_n) != 0)
+		int rc = v->wino && i > 0
+		         ? p2p_conv2d_forward_wino(be, &g, v->a[i], in, v->u[i], v->b[i], v->ws, v->ws_n)
+		         : p2p_conv2d_forward(be, &g, v->a[i], in, v->w[i], v->b[i], v->ws, v->ws_n);
+		if (rc != 0)
 			return NULL;
 		p2p_relu_forward(be, v->a[i], v->a[i], out_count(&g));
 		in = v->a[i];
@@ -224,10 +283,19 @@ int p2p_vgg_backward(p2p_vgg *v, const float *dfeat, float *dx)
 		size_t cnt = out_count(&cv), nin = (size_t)n * cv.cin * cv.h * cv.w;
 		be->zero(v->sa, cnt);
 		p2p_relu_backward(be, v->sa, g, v->a[i], cnt);
-		be->zero(v->sb, nin);
-		if (p2p_conv2d_backward(be, &cv, v->sb, NULL, NULL, v->sa, NULL, v->w[i],
-		                        v->ws, v->ws_n) != 0)
-			return -1;
+		if (v->wino && i > 0) {
+			/* dx = dy correlated with the turned, transposed weights */
+			p2p_conv t;
+			p2p_conv2d_init(&t, n, cv.cout, cv.h, cv.w, cv.cin, 3, 1, 1);
+			if (p2p_conv2d_forward_wino(be, &t, v->sb, v->sa, v->ut[i], NULL, v->ws,
+			                            v->ws_n) != 0)
+				return -1;
+		} else {
+			be->zero(v->sb, nin);
+			if (p2p_conv2d_backward(be, &cv, v->sb, NULL, NULL, v->sa, NULL, v->w[i],
+			                        v->ws, v->ws_n) != 0)
+				return -1;
+		}
 		g = v->sb;
 		if (i > 0 && pool_after[i - 1]) {
 			/* through the pool to a[i-1], the pool's input */

@@ -4,7 +4,10 @@
  * backward also against central finite differences on small shapes. The
  * backend's row-range im2col/col2im against the whole-image ops, and layers
  * big enough to be split into chunks of rows (conv.c) against the reference,
- * the unsplit layer and finite differences.
+ * the unsplit layer and finite differences. Winograd F(4x4, 3x3): its
+ * transforms against their definition, its convolution and the input
+ * gradient from turned weights against the reference and finite
+ * differences, on any number of threads.
  *
  * Error measure: max |got - ref| / max |ref| over the checked entries (all
  * of them, or a seeded sample of big tensors), which must stay under 1e-5.
@@ -548,6 +551,167 @@ static void test_chunked_threads(void)
 	be->set_threads(before);
 }
 
+/* ---- Winograd F(4x4, 3x3) ---- */
+
+static const double BT[6][6] = {
+	{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+	{0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}
+};
+static const double AT[4][6] = {
+	{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}
+};
+
+/* wino_in and wino_out against B^T d B and A^T m A written out, on every
+ * tile of a range of tile rows (edges where h, w are not multiples of 4). */
+static void wino_ops(int c, int h, int w, int t0, int t1)
+{
+	int tw = (w + 3) / 4;
+	long T = (long)(t1 - t0) * tw;
+	float *x = malloc((size_t)c * h * w * 4), *v = malloc(36 * c * T * 4);
+	float *y = malloc((size_t)c * h * w * 4), *b = malloc(c * 4);
+	fill(x, (size_t)c * h * w), fill(v, 36 * c * T), fill(b, c);
+	for (size_t i = 0; i < (size_t)c * h * w; i++)
+		y[i] = 1e9f;            /* rows outside [t0, t1) must stay */
+	be->wino_in(x, c, h, w, t0, t1, v);
+	double ein = 0, min_ = 1e-30, mout = 1e-30;     /* errors over the largest value */
+	for (int ci = 0; ci < c; ci++)
+		for (long t = 0; t < T; t++) {
+			int ty = t0 + (int)(t / tw), tx = (int)(t % tw);
+			double d[6][6], e[6][6];
+			for (int r = 0; r < 6; r++)
+				for (int q = 0; q < 6; q++) {
+					int iy = 4 * ty - 1 + r, ix = 4 * tx - 1 + q;
+					d[r][q] = iy >= 0 && iy < h && ix >= 0 && ix < w
+					          ? x[((size_t)ci * h + iy) * w + ix] : 0;
+				}
+			for (int i = 0; i < 6; i++)
+				for (int q = 0; q < 6; q++) {
+					e[i][q] = 0;
+					for (int r = 0; r < 6; r++)
+						e[i][q] += BT[i][r] * d[r][q];
+				}
+			for (int i = 0; i < 6; i++)
+				for (int j = 0; j < 6; j++) {
+					double ref = 0;
+					for (int q = 0; q < 6; q++)
+						ref += e[i][q] * BT[j][q];
+					float got = v[((size_t)(i * 6 + j) * c + ci) * T + t];
+					ein = fmax(ein, fabs(got - ref));
+					min_ = fmax(min_, fabs(ref));
+				}
+		}
+	/* wino_out of v read as m (36, c, T) */
+	be->wino_out(v, c, h, w, t0, t1, b, y);
+	double eout = 0;
+	int kept = 1;
+	for (int ci = 0; ci < c; ci++)
+		for (int oy = 0; oy < h; oy++)
+			for (int ox = 0; ox < w; ox++) {
+				float got = y[((size_t)ci * h + oy) * w + ox];
+				int ty = oy / 4, tx = ox / 4;
+				if (ty < t0 || ty >= t1) {
+					kept &= got == 1e9f;
+					continue;
+				}
+				long t = (long)(ty - t0) * tw + tx;
+				int i = oy % 4, j = ox % 4;
+				double ref = b[ci];
+				for (int a = 0; a < 6; a++)
+					for (int q = 0; q < 6; q++)
+						ref += AT[i][a] * v[((size_t)(a * 6 + q) * c + ci) * T + t] * AT[j][q];
+				eout = fmax(eout, fabs(got - ref));
+				mout = fmax(mout, fabs(ref));
+			}
+	ein /= min_, eout /= mout;
+	CHECKF(ein < 1e-6 && eout < 1e-6 && kept, "wino ops c%d %dx%d tiles %d..%d: in %.1e out %.1e%s",
+	       c, h, w, t0, t1, ein, eout, kept ? "" : ", rows outside written");
+	free(x), free(v), free(y), free(b);
+}
+
+/* The layer and the input gradient through turned weights against the
+ * reference; threads; finite differences of the input gradient. */
+static void wino_layer(int n, int cin, int h, int w, int cout, size_t cap)
+{
+	p2p_conv g, t;
+	p2p_conv2d_init(&g, n, cin, h, w, cout, 3, 1, 1);
+	p2p_conv2d_init(&t, n, cout, h, w, cin, 3, 1, 1);
+	CHECK(p2p_conv_wino_ok(be, &g));
+	rel r = rel_of(&g);
+	size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * h * w, nw = (size_t)cout * cin * 9;
+	size_t wsn = p2p_conv_wino_ws(&g);
+	float *x = malloc(nx * 4), *y = malloc(ny * 4), *dy = malloc(ny * 4), *dx = malloc(nx * 4);
+	float *w_ = malloc(nw * 4), *b = malloc(cout * 4), *u = malloc(36 * nw * 4);
+	float *ut = malloc(36 * nw * 4), *ws = malloc(wsn * 4), *y2 = malloc(ny * 4);
+	fill(x, nx), fill(w_, nw), fill(b, cout), fill(dy, ny);
+	p2p_conv_wino_weights(w_, cout, cin, 0, u);
+	p2p_conv_wino_weights(w_, cout, cin, 1, ut);
+	CHECK(p2p_conv2d_forward_wino(be, &g, y, x, u, b, ws, wsn) == 0);
+	CHECK(p2p_conv2d_forward_wino(be, &t, dx, dy, ut, NULL, ws, wsn) == 0);
+	double ey = rel_err(y, 0, ny, cap, ref_small, &r, w_, x, b, h * w);
+	double ex = rel_err(dx, 0, nx, cap, ref_big, &r, w_, dy, NULL, 1);
+	CHECKF(ey < 2e-5 && ex < 2e-5, "wino n%d %d->%d %dx%d: y %.2e dx %.2e", n, cin, cout, h, w, ey, ex);
+	printf("# wino n%d %d->%d %dx%d                y %.1e dx %.1e\n", n, cin, cout, h, w, ey, ex);
+	/* the same bits on 1, 2 and 3 threads, and with a one-chunk workspace */
+	int before = p2p_pool_threads(), same = 1;
+	for (int th = 1; th <= 3; th++) {
+		be->set_threads(th);
+		p2p_conv2d_forward_wino(be, &g, y2, x, u, b, ws, th == 3 ? wsn / 4 : wsn);
+		same &= !memcmp(y, y2, ny * 4);
+	}
+	be->set_threads(before);
+	CHECKF(same, "wino n%d %d->%d %dx%d: threads or workspace change the bits", n, cin, cout, h, w);
+	/* finite differences of L = sum(y * dy) against dx: L is linear in x, so
+	 * a large step loses nothing and keeps the rounding of y out */
+	double efd = 0;
+	size_t m = slow_ok ? 60 : 4;
+	for (size_t j = 0; j < m && j < nx; j++) {
+		size_t i = pick(nx, m, j);
+		float x0 = x[i], hstep = 0.5f;
+		double l[2];
+		for (int sgn = 0; sgn < 2; sgn++) {
+			x[i] = x0 + (sgn ? -hstep : hstep);
+			p2p_conv2d_forward_wino(be, &g, y2, x, u, b, ws, wsn);
+			l[sgn] = 0;
+			for (size_t k = 0; k < ny; k++)
+				l[sgn] += (double)y2[k] * dy[k];
+		}
+		x[i] = x0;
+		double fd = (l[0] - l[1]) / (2.0 * hstep);
+		efd = fmax(efd, fabs(fd - dx[i]) / fmax(1, fabs(dx[i])));
+	}
+	CHECKF(efd < 1e-3, "wino n%d %d->%d %dx%d: finite differences %.1e", n, cin, cout, h, w, efd);
+	free(x), free(y), free(dy), free(dx), free(w_), free(b), free(u), free(ut), free(ws), free(y2);
+}
+
+static void test_winograd(void)
+{
+	CHECK(be->wino_in != NULL && be->wino_out != NULL);
+	if (!be->wino_in || !be->wino_out)
+		return;
+	wino_ops(3, 8, 8, 0, 2);
+	wino_ops(2, 13, 10, 1, 4);
+	wino_ops(2, 5, 3, 0, 2);
+	wino_ops(1, 9, 19, 2, 3);
+	wino_layer(1, 3, 8, 8, 4, 3000);
+	wino_layer(2, 5, 13, 10, 7, 3000);
+	wino_layer(1, 4, 6, 17, 3, 3000);
+	wino_layer(3, 2, 1, 2, 5, 3000);
+	wino_layer(1, 16, 48, 44, 8, 3000);     /* several chunks of tile rows */
+	if (slow_ok) {
+		wino_layer(2, 64, 64, 64, 64, 400);
+		wino_layer(1, 128, 32, 32, 256, 400);
+	}
+	/* refusals: a geometry it does not do, a workspace below one chunk */
+	p2p_conv g;
+	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 4, 2, 1);
+	float tiny[4];
+	CHECK(!p2p_conv_wino_ok(be, &g) &&
+	      p2p_conv2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1);
+	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 3, 1, 1);
+	CHECKF(p2p_conv2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1 &&
+	       strstr(p2p_errmsg(), "workspace"), "%s", p2p_errmsg());
+}
+
 static void test_bad_geometry(void)
 {
 	p2p_conv g;
@@ -570,6 +734,7 @@ int main(void)
 	RUN(test_rows_ops);
 	RUN(test_chunked_layers);
 	RUN(test_chunked_threads);
+	RUN(test_winograd);
 	if (slow_ok) {
 		RUN(test_unet64);
 		RUN(test_patchgan64);
