@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "adam.h"
+#include "cpu_pool.h"
 #include "err.h"
 #include "layers.h"
 #include "models.h"
@@ -187,7 +188,7 @@ int main(int argc, char **argv)
 	const char *ct = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
 	printf("OpenBLAS %s; core %s; OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s; %d thread(s), %s\n",
 	       openblas_get_config(), openblas_get_corename(), ct ? ct : "(unset)",
-	       l2 ? l2 : "(unset)", openblas_get_num_threads(),
+	       l2 ? l2 : "(unset)", p2p_pool_threads(),
 	       one ? "the thread's CPU time" : "wall-clock time");
 	printf("size %d, batch %d, %s, median of %d steps after one warm-up\n\n", S, n,
 	       perc ? "perceptual loss on" : "no perceptual loss", steps);

@@ -6,13 +6,20 @@
  * and libgomp's idle workers spin (pause, no yield) for milliseconds after
  * each parallel loop. On a 2-core machine the two pools then take turns
  * starving each other: a 0.2 ms im2col took 10 ms and a 2 ms GEMM 10 to 30 ms.
- * The pool's workers sleep on a condition variable instead, and sgemm is only
- * ever called from the calling thread.
+ * The pool's workers sleep on a condition variable instead.
+ *
+ * Why not OpenBLAS's threads either: they synchronise inside every GEMM and
+ * then spin (yielding) for a while after it, on the cores the pool's next
+ * loop wants; on a machine shared with other jobs each synchronisation can
+ * wait for a descheduled thread. OpenBLAS runs single-threaded; a large GEMM
+ * is cut into fixed pieces that the pool's threads take as they come free,
+ * and the convolutions hand out whole chunks (parallel).
  *
  * Every loop is split into fixed parts and every reduction adds fixed chunks
  * in a fixed order, so results do not depend on the thread count. */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +44,32 @@ static int parts_for(long work, long items)
 
 /* ---- set-up ---- */
 
+/* Once: the pool takes OpenBLAS's thread count (its default), then OpenBLAS
+ * is left with one. */
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_single_now(void)
+{
+	p2p_pool_threads();
+	openblas_set_num_threads(1);
+}
+
+static void blas_single(void)
+{
+	pthread_once(&blas_once, blas_single_now);
+}
+
+static int cpu_init(void)
+{
+	blas_single();
+	return 0;
+}
+
 static void cpu_set_threads(int n)
 {
-	if (n < 1)
-		return;
-	p2p_pool_set_threads(n);
-	openblas_set_num_threads(n);
+	blas_single();
+	if (n >= 1)
+		p2p_pool_set_threads(n);
 }
 
 static int cpu_status(void) { return 0; }
@@ -262,13 +289,73 @@ static void cpu_swap01(const float *x, float *y, int a, int b, long p, float bet
 
 /* ---- matrix products ---- */
 
-static void cpu_gemm(int ta, int tb, int m, int n, int k, float alpha,
-                     const float *a, int lda, const float *b, int ldb,
-                     float beta, float *c, int ldc)
+static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc)
 {
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
 	            tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda,
 	            b, ldb, beta, c, ldc);
+}
+
+/* A GEMM of at least SPLIT_FLOPS is cut into pieces of whole columns of C
+ * (or rows, when it is narrow), at least PIECE_COLS (PIECE_ROWS) wide, at
+ * most MAX_PIECES: a function of its shape alone, so that each element of
+ * C comes from the same call on any number of threads. */
+#define SPLIT_FLOPS 8e6
+#define PIECE_COLS 256
+#define PIECE_ROWS 64
+#define MAX_PIECES 8
+
+typedef struct {
+	int ta, tb, m, n, k, lda, ldb, ldc;
+	float alpha, beta;
+	const float *a, *b;
+	float *c;
+	int cols, width;            /* pieces of columns (else rows), their width */
+} gemm_args;
+
+static void gemm_piece(void *ctx, long i, int slot)
+{
+	const gemm_args *q = ctx;
+	int lo = (int)i * q->width, len = q->width;
+	if (q->cols) {
+		len = lo + len < q->n ? len : q->n - lo;
+		sgemm(q->ta, q->tb, q->m, len, q->k, q->alpha, q->a, q->lda,
+		      q->tb ? q->b + (size_t)lo * q->ldb : q->b + lo, q->ldb, q->beta, q->c + lo, q->ldc);
+	} else {
+		len = lo + len < q->m ? len : q->m - lo;
+		sgemm(q->ta, q->tb, len, q->n, q->k, q->alpha, q->ta ? q->a + lo : q->a + (size_t)lo * q->lda,
+		      q->lda, q->b, q->ldb, q->beta, q->c + (size_t)lo * q->ldc, q->ldc);
+	}
+}
+
+static void cpu_parallel(long n, int slots, void (*fn)(void *ctx, long i, int slot), void *ctx);
+
+/* Set while this thread runs an item of cpu_parallel: its GEMMs stay whole
+ * (on 1 thread as on many, so the bits do not change). */
+static _Thread_local int in_item;
+
+static void cpu_gemm(int ta, int tb, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb,
+                     float beta, float *c, int ldc)
+{
+	blas_single();
+	gemm_args q = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c, 0, 0};
+	int pieces = 1;
+	if (!in_item && 2.0 * m * n * k >= SPLIT_FLOPS) {
+		int big = n >= 2 * PIECE_COLS, unit = big ? 16 : 4, len = big ? n : m;
+		int p = len / (big ? PIECE_COLS : PIECE_ROWS);
+		p = p < MAX_PIECES ? p : MAX_PIECES;
+		if (p > 1) {
+			q.cols = big;
+			q.width = ((len + p - 1) / p + unit - 1) / unit * unit;
+			pieces = (len + q.width - 1) / q.width;
+		}
+	}
+	if (pieces <= 1)
+		sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	else
+		cpu_parallel(pieces, MAX_PIECES, gemm_piece, &q);
 }
 
 static void cpu_gemm_batched(int ta, int tb, int m, int n, int k, float alpha,
@@ -601,28 +688,26 @@ typedef struct {
 static void par_range(void *c, long s0, long s1)
 {
 	par_args *q = c;
+	int outer = in_item;
+	in_item = 1;
 	for (long s = s0; s < s1; s++)
 		for (long i; (i = atomic_fetch_add(&q->next, 1)) < q->n;)
 			q->fn(q->ctx, i, (int)s);
+	in_item = outer;
 }
 
-/* OpenBLAS runs single-threaded meanwhile: its own workers would meet the
- * pool's on the same cores and wait for each other inside every GEMM. */
+/* Inside an item (a chunk's GEMM, say) everything runs on that thread: the
+ * pool is busy, and p2p_pool_run runs nested loops inline. */
 static void cpu_parallel(long n, int slots, void (*fn)(void *ctx, long i, int slot), void *ctx)
 {
 	int t = p2p_pool_threads();
 	t = t < slots ? t : slots;
 	t = t < n ? t : (int)n;
-	if (t <= 1) {
-		for (long i = 0; i < n; i++)
-			fn(ctx, i, 0);
-		return;
-	}
-	int blas = openblas_get_num_threads();
-	openblas_set_num_threads(1);
 	par_args q = {fn, ctx, n, 0};
-	p2p_pool_run(t, t, par_range, &q);
-	openblas_set_num_threads(blas);
+	if (t <= 1)
+		par_range(&q, 0, 1);
+	else
+		p2p_pool_run(t, t, par_range, &q);
 }
 
 /* ---- per-plane ops: bias, affine, InstanceNorm, pooling ---- */
@@ -929,7 +1014,7 @@ static double cpu_l1(const float *a, const float *b, size_t n, float *da, float 
 
 static const p2p_backend cpu_backend = {
 	.name = "cpu",
-	.init = NULL,
+	.init = cpu_init,
 	.set_threads = cpu_set_threads,
 	.status = cpu_status,
 	.sync = cpu_sync,
