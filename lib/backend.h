@@ -148,15 +148,18 @@ struct p2p_backend {
 	 * Returns when all are done. The convolutions hand their chunks of rows
 	 * out this way. */
 	void (*parallel)(long n, int slots, void (*fn)(void *ctx, long i, int slot), void *ctx);
-	/* Winograd F(4x4, 3x3) for 3x3 stride-1 pad-1 convolutions (conv.c):
-	 * tiles of 4x4 outputs, ceil(h/4) rows of tw = ceil(w/4); rows of tiles
-	 * [t0, t1) of one image, T = (t1 - t0) * tw tiles.
+	/* Winograd F(4x4, 3x3) and F(3x3, 4x4) for stride-1 convolutions with
+	 * a k x k kernel, k 3 or 4, pad < k (conv.c): tiles of m x m outputs,
+	 * m = 7 - k, over the output (oh, ow) = (h + 2 pad - k + 1, ...), in
+	 * ceil(oh/m) rows of tw = ceil(ow/m); rows of tiles [t0, t1) of one
+	 * image, T = (t1 - t0) * tw tiles.
 	 * wino_in: x (c, h, w) -> v (36, c, T), each 6x6 input patch (zero
-	 * outside the image) as B^T d B. wino_out: m (36, k, T) -> those rows
-	 * of y (k, h, w), each tile A^T m A, plus b[k] (b may be NULL). */
-	void (*wino_in)(const float *x, int c, int h, int w, int t0, int t1, float *v);
-	void (*wino_out)(const float *m, int k, int h, int w, int t0, int t1, const float *b,
-	                 float *y);
+	 * outside the image) as B^T d B. wino_out: m (36, c, T) -> those rows of
+	 * y (c, oh, ow), each tile A^T m A, plus b[c] (b may be NULL). */
+	void (*wino_in)(const float *x, int c, int h, int w, int k, int pad, int t0, int t1,
+	                float *v);
+	void (*wino_out)(const float *m, int c, int oh, int ow, int k, int t0, int t1,
+	                 const float *b, float *y);
 };
 
 /* The backends built into this binary. p2p_backend_get("cpu" | "cuda") runs

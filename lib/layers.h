@@ -62,24 +62,29 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
                          float *dx, float *dw, float *db, const float *dy,
                          const float *x, const float *w, float *ws, size_t ws_n);
 
-/* Winograd F(4x4, 3x3) for 3x3 stride-1 pad-1 Conv2d, where the backend has
- * its transforms (wino_in/wino_out: the CPU's): a quarter of the direct
- * convolution's multiplications, for weights that are transformed once
- * (VGG16's, frozen). Agrees with p2p_conv2d_forward to about 1e-5 of the
- * output's scale. ok: 1 when g and be allow it. ws: the workspace it wants
- * (less works, with fewer threads; one chunk at least). */
+/* Winograd F(4x4, 3x3) and F(3x3, 4x4) for stride-1 Conv2d with a 3x3 or
+ * 4x4 kernel (pad < k), where the backend has the transforms (wino_in,
+ * wino_out: the CPU's): a quarter of the direct convolution's
+ * multiplications, the weights transformed beforehand. Agrees with
+ * p2p_conv2d_forward to about 1e-5 of the output's scale. ok: 1 when g and
+ * be allow it and it pays (16 tiles an image or more; the forward takes any
+ * geometry be allows). ws: the workspace it wants (less works, on fewer
+ * threads, down to one chunk's). */
 int p2p_conv_wino_ok(const p2p_backend *be, const p2p_conv *g);
 size_t p2p_conv_wino_ws(const p2p_conv *g);
-/* Host memory: u (36, cout, cin) from w (cout, cin, 3, 3); transposed:
+/* Host memory: u (36, cout, cin) from w (cout, cin, k, k); transposed:
  * u (36, cin, cout), the weights of the input gradient (w[co][ci] turned 180
- * degrees), so that dx = p2p_conv2d_forward_wino of dy on the geometry
- * with cin and cout swapped. */
-void p2p_conv_wino_weights(const float *w, int cout, int cin, int transposed, float *u);
-/* y (n, cout, h, w) = conv(x, w) + b (b may be NULL) with u from
+ * degrees), for the geometry of p2p_conv_wino_input_grad. */
+void p2p_conv_wino_weights(const float *w, int cout, int cin, int k, int transposed, float *u);
+/* y (n, cout, oh, ow) = conv(x, w) + b (b may be NULL) with u from
  * p2p_conv_wino_weights (backend memory). -1 + p2p_err if !ok or ws_n is too small. */
 int p2p_conv2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
                             const float *x, const float *u, const float *b,
                             float *ws, size_t ws_n);
+/* t: the convolution whose forward, with g's transposed u, takes dy (n,
+ * cout, oh, ow) to dx (n, cin, h, w): cin and cout swapped, pad k - 1 - pad.
+ * The same ws serves both. */
+int p2p_conv_wino_input_grad(p2p_conv *t, const p2p_conv *g);
 
 /* ---- normalisation ---- */
 

@@ -509,11 +509,13 @@ static void cpu_col2im_rows(const float *col, int c, int h, int w, int k, int st
 	col2im_run(&(col_args){col, x, 1, c, h, w, k, stride, pad, oh, ow, oy0, oy1});
 }
 
-/* ---- Winograd F(4x4, 3x3) transforms (Lavin and Gray's points 0, +-1, +-2) ----
- * A tile of 4x4 outputs reads a 6x6 patch of the padded input; the 36
- * products of the transformed patch and weights are independent GEMMs over
- * channels (conv.c). Both transforms are separable and run along a whole row
- * of tiles at once, TB tiles at a time, so their loops vectorise. */
+/* ---- Winograd transforms, F(4x4, 3x3) and F(3x3, 4x4) ----
+ * Lavin and Gray's points 0, +-1, +-2 and infinity: both read 6x6 patches
+ * of the padded input through the same B^T; a tile holds 4x4 outputs of a
+ * 3x3 kernel or 3x3 of a 4x4 one. The 36 products of the transformed patch
+ * and weights are independent GEMMs over channels (conv.c). Both transforms
+ * are separable and run along a whole row of tiles at once, TB tiles at a
+ * time, so their loops vectorise. */
 
 #define TB 64
 
@@ -549,42 +551,54 @@ typedef struct {
 	const float *x;
 	float *v;
 	const float *b;
-	int c, h, w, t0, t1;
+	int c, h, w, k, pad, oh, ow, t0, t1;
 } wino_args;
 
 /* Tile rows [t0, t1) of channels [c0, c1) of x (c, h, w) into v (36, c, T),
- * T = (t1 - t0) * tw: element (xi, ci, tile) of the transformed patches. */
+ * T = (t1 - t0) * tw: element (xi, ci, tile) of the transformed patches.
+ * Tiles of m = 7 - k outputs a side over the output (oh, ow); tile (ty, tx)
+ * reads rows and columns m ty - pad .. m ty - pad + 5 of x. */
 static void wino_in_range(void *ctx, long c0, long c1)
 {
 	const wino_args *q = ctx;
-	int h = q->h, w = q->w, tw = (w + 3) / 4;
+	int h = q->h, w = q->w, m = 7 - q->k, tw = (q->ow + m - 1) / m;
 	long T = (long)(q->t1 - q->t0) * tw, cs = (long)q->c * T;
-	float ph[4][TB + 1], hz[6][6][TB];  /* a row's four phases; rows x B^T columns */
-	float prow[4 * TB + 8];             /* a row's columns 4 tb - 1 .. with zeros outside */
+	float ph[4][TB + 2], hz[6][6][TB];  /* a row's m phases; rows x B^T columns */
+	float prow[4 * TB + 16];            /* a row's columns m tb - pad .., zero outside */
 	for (long ci = c0; ci < c1; ci++) {
 		const float *xp = q->x + ci * h * w;
 		for (int ty = q->t0; ty < q->t1; ty++)
 			for (int tb = 0; tb < tw; tb += TB) {
-				int n = tw - tb < TB ? tw - tb : TB, x0 = 4 * tb - 1, len = 4 * n + 4;
+				int n = tw - tb < TB ? tw - tb : TB, x0 = m * tb - q->pad, len = m * (n + 2);
 				for (int r = 0; r < 6; r++) {
-					int iy = 4 * ty - 1 + r;
-					if (iy < 0 || iy >= h) {
+					int iy = m * ty - q->pad + r;
+					int a = x0 < 0 ? -x0 : 0, b = x0 + len > w ? w - x0 : len;
+					if (iy < 0 || iy >= h || b <= a) {
 						memset(prow, 0, len * sizeof *prow);
 					} else {
 						/* columns x0 .. x0 + len - 1 of the row, zero outside it */
-						int a = x0 < 0 ? -x0 : 0, b = x0 + len > w ? w - x0 : len;
 						memset(prow, 0, a * sizeof *prow);
 						memcpy(prow + a, xp + (long)iy * w + x0 + a, (b - a) * sizeof *prow);
 						memset(prow + b, 0, (len - b) * sizeof *prow);
 					}
-					/* tap j of tile t is prow[4 t + j] = ph[j % 4][t + j / 4] */
-					SIMD for (int t = 0; t <= n; t++) {
-						ph[0][t] = prow[4 * t];
-						ph[1][t] = prow[4 * t + 1];
-						ph[2][t] = prow[4 * t + 2];
-						ph[3][t] = prow[4 * t + 3];
+					/* tap j of tile t is prow[m t + j] = ph[j % m][t + j / m] */
+					if (m == 4) {
+						SIMD for (int t = 0; t <= n; t++) {
+							ph[0][t] = prow[4 * t];
+							ph[1][t] = prow[4 * t + 1];
+							ph[2][t] = prow[4 * t + 2];
+							ph[3][t] = prow[4 * t + 3];
+						}
+					} else {
+						SIMD for (int t = 0; t <= n + 1; t++) {
+							ph[0][t] = prow[3 * t];
+							ph[1][t] = prow[3 * t + 1];
+							ph[2][t] = prow[3 * t + 2];
+						}
 					}
-					const float *ep[6] = {ph[0], ph[1], ph[2], ph[3], ph[0] + 1, ph[1] + 1};
+					const float *ep[6];
+					for (int j = 0; j < 6; j++)
+						ep[j] = ph[j % m] + j / m;
 					float *op[6] = {hz[0][r], hz[1][r], hz[2][r], hz[3][r], hz[4][r], hz[5][r]};
 					wino_bt(ep, op, n);
 				}
@@ -602,15 +616,18 @@ static void wino_in_range(void *ctx, long c0, long c1)
 	}
 }
 
-static void cpu_wino_in(const float *x, int c, int h, int w, int t0, int t1, float *v)
+static void cpu_wino_in(const float *x, int c, int h, int w, int k, int pad, int t0, int t1,
+                        float *v)
 {
-	wino_args q = {x, v, NULL, c, h, w, t0, t1};
-	long work = (long)c * (t1 - t0) * 4 * w * 12;
+	int oh = h + 2 * pad - k + 1, ow = w + 2 * pad - k + 1;
+	wino_args q = {x, v, NULL, c, h, w, k, pad, oh, ow, t0, t1};
+	long work = (long)c * (t1 - t0) * (7 - k) * ow * 12;
 	p2p_pool_run(c, parts_for(work, c), wino_in_range, &q);
 }
 
-/* m (6 rows of n values) -> the four A^T rows */
-WIDE static void wino_at(const float *m[6], float *o[4], int n)
+/* m (6 rows of n values) -> the A^T rows: four for 3x3 kernels (points 0,
+ * +-1, +-2 and infinity), three for 4x4 ones */
+WIDE static void wino_at4(const float *m[6], float *o[4], int n)
 {
 	const float *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3], *m4 = m[4], *m5 = m[5];
 	float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3];
@@ -623,55 +640,76 @@ WIDE static void wino_at(const float *m[6], float *o[4], int n)
 	}
 }
 
-/* m (36, k, T) -> rows of tiles [t0, t1) of y (k, h, w), plus b[k] */
+WIDE static void wino_at3(const float *m[6], float *o[4], int n)
+{
+	const float *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3], *m4 = m[4], *m5 = m[5];
+	float *o0 = o[0], *o1 = o[1], *o2 = o[2];
+	SIMD for (int t = 0; t < n; t++) {
+		float a = m1[t] + m2[t], b = m1[t] - m2[t], c = m3[t] + m4[t], d = m3[t] - m4[t];
+		o0[t] = m0[t] + a + c;
+		o1[t] = b + 2 * d;
+		o2[t] = a + 4 * c + m5[t];
+	}
+}
+
+/* m (36, c, T) -> rows of tiles [t0, t1) of y (c, oh, ow), plus b[c] */
 static void wino_out_range(void *ctx, long k0, long k1)
 {
 	const wino_args *q = ctx;
-	int h = q->h, w = q->w, tw = (w + 3) / 4;
+	int oh = q->oh, ow = q->ow, m = 7 - q->k, tw = (ow + m - 1) / m;
+	void (*at)(const float *[6], float *[4], int) = m == 4 ? wino_at4 : wino_at3;
 	long T = (long)(q->t1 - q->t0) * tw, ks = (long)q->c * T;
 	float vt[4][6][TB], out[4][TB];   /* A^T down the columns; one output row's phases */
 	for (long k = k0; k < k1; k++) {
-		float *yp = q->v + k * h * w, bias = q->b ? q->b[k] : 0;
+		float *yp = q->v + k * oh * ow, bias = q->b ? q->b[k] : 0;
 		for (int ty = q->t0; ty < q->t1; ty++)
 			for (int tb = 0; tb < tw; tb += TB) {
 				int n = tw - tb < TB ? tw - tb : TB;
-				long at = k * T + (long)(ty - q->t0) * tw + tb;
+				long at0 = k * T + (long)(ty - q->t0) * tw + tb;
 				for (int x2 = 0; x2 < 6; x2++) {
 					const float *mp[6];
 					for (int x1 = 0; x1 < 6; x1++)
-						mp[x1] = q->x + (x1 * 6 + x2) * ks + at;
+						mp[x1] = q->x + (x1 * 6 + x2) * ks + at0;
 					float *op[4] = {vt[0][x2], vt[1][x2], vt[2][x2], vt[3][x2]};
-					wino_at(mp, op, n);
+					at(mp, op, n);
 				}
-				for (int i = 0; i < 4; i++) {
-					int oy = 4 * ty + i;
-					if (oy >= h)
+				for (int i = 0; i < m; i++) {
+					int oy = m * ty + i;
+					if (oy >= oh)
 						break;
 					const float *mp[6] = {vt[i][0], vt[i][1], vt[i][2], vt[i][3], vt[i][4],
 					                      vt[i][5]};
 					float *op[4] = {out[0], out[1], out[2], out[3]};
-					wino_at(mp, op, n);
-					float *row = yp + (long)oy * w + 4 * tb;
-					int full = 4 * (tb + n) <= w ? n : n - 1;   /* tiles wholly inside */
-					SIMD for (int t = 0; t < full; t++) {
-						row[4 * t] = out[0][t] + bias;
-						row[4 * t + 1] = out[1][t] + bias;
-						row[4 * t + 2] = out[2][t] + bias;
-						row[4 * t + 3] = out[3][t] + bias;
+					at(mp, op, n);
+					float *row = yp + (long)oy * ow + m * tb;
+					int full = m * (tb + n) <= ow ? n : n - 1;   /* tiles wholly inside */
+					if (m == 4) {
+						SIMD for (int t = 0; t < full; t++) {
+							row[4 * t] = out[0][t] + bias;
+							row[4 * t + 1] = out[1][t] + bias;
+							row[4 * t + 2] = out[2][t] + bias;
+							row[4 * t + 3] = out[3][t] + bias;
+						}
+					} else {
+						SIMD for (int t = 0; t < full; t++) {
+							row[3 * t] = out[0][t] + bias;
+							row[3 * t + 1] = out[1][t] + bias;
+							row[3 * t + 2] = out[2][t] + bias;
+						}
 					}
-					for (int j = 0; full < n && 4 * (tb + full) + j < w; j++)
-						row[4 * full + j] = out[j][full] + bias;
+					for (int j = 0; full < n && m * (tb + full) + j < ow; j++)
+						row[m * full + j] = out[j][full] + bias;
 				}
 			}
 	}
 }
 
-static void cpu_wino_out(const float *m, int k, int h, int w, int t0, int t1, const float *b,
-                         float *y)
+static void cpu_wino_out(const float *m, int c, int oh, int ow, int k, int t0, int t1,
+                         const float *b, float *y)
 {
-	wino_args q = {m, y, b, k, h, w, t0, t1};
-	long work = (long)k * (t1 - t0) * 4 * w * 12;
-	p2p_pool_run(k, parts_for(work, k), wino_out_range, &q);
+	wino_args q = {m, y, b, c, 0, 0, k, 0, oh, ow, t0, t1};
+	long work = (long)c * (t1 - t0) * (7 - k) * ow * 12;
+	p2p_pool_run(c, parts_for(work, c), wino_out_range, &q);
 }
 
 /* ---- items across the pool ---- */

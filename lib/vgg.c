@@ -11,8 +11,8 @@
  *
  * Where the backend has Winograd's transforms (the CPU), layers 2 to 14 run
  * as Winograd F(4x4, 3x3) convolutions, forward and (with the weights
- * turned 180 degrees and transposed) backward: a quarter of the
- * multiplications. Their transformed weights are made from the parameters
+ * turned 180 degrees and transposed) backward, wherever that pays (images
+ * of 16x16 and more): a quarter of the multiplications. Their transformed weights are made from the parameters
  * at the first forward, and again whenever the parameters differ from the
  * copy they were made from (a test may set them by hand). */
 #include "models.h"
@@ -44,7 +44,7 @@ struct p2p_vgg {
 	float *sa, *sb, *ws;
 	size_t ws_n;
 	int n;
-	int wino, wready;           /* layers 1.. by Winograd; u made from wsrc */
+	int wino, wready;           /* some layers by Winograd (u[i] set); u made from wsrc */
 	float *u[NC], *ut[NC];      /* their transformed weights: forward, input gradient */
 	float *wsrc, *wnow;         /* host: the parameters u was made from; scratch */
 	float *bufs[4 * NC + 8];
@@ -101,12 +101,12 @@ static p2p_vgg *vgg_new(const p2p_backend *be, int size, int batch)
 	cin = 3;
 	if (!(v->xn = buf(v, big)) || !(v->affine = buf(v, 6)))
 		goto fail;
-	v->wino = be->wino_in && be->wino_out && be->gemm_batched;   /* layers 1.. qualify */
 	for (int i = 0; i < NC; i++) {
 		p2p_conv *g = &v->conv[i];
 		if (p2p_conv2d_init(g, batch, cin, side, side, layer_out[i], 3, 1, 1) != 0)
 			goto fail;
-		int fast = v->wino && i > 0;
+		int fast = i > 0 && p2p_conv_wino_ok(be, g);   /* not the 3-channel input */
+		v->wino |= fast;
 		size_t ws = fast ? p2p_conv_wino_ws(g) : p2p_conv_ws(g), cnt = out_count(g);
 		size_t nu = 36 * (size_t)g->cin * g->cout;
 		if (fast && (!(v->u[i] = buf(v, nu)) || !(v->ut[i] = buf(v, nu))))
@@ -220,7 +220,7 @@ static int wino_refresh(p2p_vgg *v)
 	size_t big = 0;
 	for (int i = 1; i < NC; i++) {
 		size_t nu = 36 * (size_t)v->conv[i].cin * v->conv[i].cout;
-		big = nu > big ? nu : big;
+		big = v->u[i] && nu > big ? nu : big;
 	}
 	float *h = malloc(big * sizeof *h);
 	if (!h)
@@ -228,10 +228,12 @@ static int wino_refresh(p2p_vgg *v)
 	for (int i = 1; i < NC; i++) {
 		const p2p_conv *g = &v->conv[i];
 		const float *w = v->wnow + (v->w[i] - v->ps.data);
+		if (!v->u[i])
+			continue;
 		size_t nu = 36 * (size_t)g->cin * g->cout;
-		p2p_conv_wino_weights(w, g->cout, g->cin, 0, h);
+		p2p_conv_wino_weights(w, g->cout, g->cin, 3, 0, h);
 		be->upload(v->u[i], h, nu);
-		p2p_conv_wino_weights(w, g->cout, g->cin, 1, h);
+		p2p_conv_wino_weights(w, g->cout, g->cin, 3, 1, h);
 		be->upload(v->ut[i], h, nu);
 	}
 	free(h);
@@ -254,7 +256,7 @@ const float *p2p_vgg_forward(p2p_vgg *v, const float *x, int n)
 	const float *in = v->xn;
 	for (int i = 0; i < NC; i++) {
 		p2p_conv g = at(&v->conv[i], n);
-		int rc = v->wino && i > 0
+		int rc = v->u[i]
 		         ? p2p_conv2d_forward_wino(be, &g, v->a[i], in, v->u[i], v->b[i], v->ws, v->ws_n)
 		         : p2p_conv2d_forward(be, &g, v->a[i], in, v->w[i], v->b[i], v->ws, v->ws_n);
 		if (rc != 0)
@@ -283,10 +285,10 @@ int p2p_vgg_backward(p2p_vgg *v, const float *dfeat, float *dx)
 		size_t cnt = out_count(&cv), nin = (size_t)n * cv.cin * cv.h * cv.w;
 		be->zero(v->sa, cnt);
 		p2p_relu_backward(be, v->sa, g, v->a[i], cnt);
-		if (v->wino && i > 0) {
+		if (v->u[i]) {
 			/* dx = dy correlated with the turned, transposed weights */
 			p2p_conv t;
-			p2p_conv2d_init(&t, n, cv.cout, cv.h, cv.w, cv.cin, 3, 1, 1);
+			p2p_conv_wino_input_grad(&t, &cv);
 			if (p2p_conv2d_forward_wino(be, &t, v->sb, v->sa, v->ut[i], NULL, v->ws,
 			                            v->ws_n) != 0)
 				return -1;

@@ -557,22 +557,26 @@ static const double BT[6][6] = {
 	{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
 	{0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}
 };
-static const double AT[4][6] = {
+static const double AT4[4][6] = {    /* 4x4 tiles of a 3x3 kernel */
 	{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}
+};
+static const double AT3[3][6] = {    /* 3x3 tiles of a 4x4 kernel */
+	{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 1}
 };
 
 /* wino_in and wino_out against B^T d B and A^T m A written out, on every
- * tile of a range of tile rows (edges where h, w are not multiples of 4). */
-static void wino_ops(int c, int h, int w, int t0, int t1)
+ * tile of a range of tile rows (edges where the sizes are not multiples of
+ * the tile's): kernel k (tiles of m = 7 - k), pad p; the output is oh x ow. */
+static void wino_ops(int c, int h, int w, int k, int p, int t0, int t1)
 {
-	int tw = (w + 3) / 4;
+	int m = 7 - k, oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1, tw = (ow + m - 1) / m;
 	long T = (long)(t1 - t0) * tw;
 	float *x = malloc((size_t)c * h * w * 4), *v = malloc(36 * c * T * 4);
-	float *y = malloc((size_t)c * h * w * 4), *b = malloc(c * 4);
+	float *y = malloc((size_t)c * oh * ow * 4), *b = malloc(c * 4);
 	fill(x, (size_t)c * h * w), fill(v, 36 * c * T), fill(b, c);
-	for (size_t i = 0; i < (size_t)c * h * w; i++)
+	for (size_t i = 0; i < (size_t)c * oh * ow; i++)
 		y[i] = 1e9f;            /* rows outside [t0, t1) must stay */
-	be->wino_in(x, c, h, w, t0, t1, v);
+	be->wino_in(x, c, h, w, k, p, t0, t1, v);
 	double ein = 0, min_ = 1e-30, mout = 1e-30;     /* errors over the largest value */
 	for (int ci = 0; ci < c; ci++)
 		for (long t = 0; t < T; t++) {
@@ -580,7 +584,7 @@ static void wino_ops(int c, int h, int w, int t0, int t1)
 			double d[6][6], e[6][6];
 			for (int r = 0; r < 6; r++)
 				for (int q = 0; q < 6; q++) {
-					int iy = 4 * ty - 1 + r, ix = 4 * tx - 1 + q;
+					int iy = m * ty - p + r, ix = m * tx - p + q;
 					d[r][q] = iy >= 0 && iy < h && ix >= 0 && ix < w
 					          ? x[((size_t)ci * h + iy) * w + ix] : 0;
 				}
@@ -601,56 +605,61 @@ static void wino_ops(int c, int h, int w, int t0, int t1)
 				}
 		}
 	/* wino_out of v read as m (36, c, T) */
-	be->wino_out(v, c, h, w, t0, t1, b, y);
+	be->wino_out(v, c, oh, ow, k, t0, t1, b, y);
 	double eout = 0;
 	int kept = 1;
 	for (int ci = 0; ci < c; ci++)
-		for (int oy = 0; oy < h; oy++)
-			for (int ox = 0; ox < w; ox++) {
-				float got = y[((size_t)ci * h + oy) * w + ox];
-				int ty = oy / 4, tx = ox / 4;
+		for (int oy = 0; oy < oh; oy++)
+			for (int ox = 0; ox < ow; ox++) {
+				float got = y[((size_t)ci * oh + oy) * ow + ox];
+				int ty = oy / m, tx = ox / m;
 				if (ty < t0 || ty >= t1) {
 					kept &= got == 1e9f;
 					continue;
 				}
 				long t = (long)(ty - t0) * tw + tx;
-				int i = oy % 4, j = ox % 4;
+				int i = oy % m, j = ox % m;
 				double ref = b[ci];
 				for (int a = 0; a < 6; a++)
 					for (int q = 0; q < 6; q++)
-						ref += AT[i][a] * v[((size_t)(a * 6 + q) * c + ci) * T + t] * AT[j][q];
+						ref += (m == 4 ? AT4[i][a] * AT4[j][q] : AT3[i][a] * AT3[j][q]) *
+						       v[((size_t)(a * 6 + q) * c + ci) * T + t];
 				eout = fmax(eout, fabs(got - ref));
 				mout = fmax(mout, fabs(ref));
 			}
 	ein /= min_, eout /= mout;
-	CHECKF(ein < 1e-6 && eout < 1e-6 && kept, "wino ops c%d %dx%d tiles %d..%d: in %.1e out %.1e%s",
-	       c, h, w, t0, t1, ein, eout, kept ? "" : ", rows outside written");
+	CHECKF(ein < 1e-6 && eout < 1e-6 && kept, "wino ops c%d %dx%d k%d p%d tiles %d..%d: in %.1e "
+	       "out %.1e%s", c, h, w, k, p, t0, t1, ein, eout, kept ? "" : ", rows outside written");
 	free(x), free(v), free(y), free(b);
 }
 
 /* The layer and the input gradient through turned weights against the
  * reference; threads; finite differences of the input gradient. */
-static void wino_layer(int n, int cin, int h, int w, int cout, size_t cap)
+static void wino_layer(int n, int cin, int h, int w, int cout, int k, int p, size_t cap)
 {
 	p2p_conv g, t;
-	p2p_conv2d_init(&g, n, cin, h, w, cout, 3, 1, 1);
-	p2p_conv2d_init(&t, n, cout, h, w, cin, 3, 1, 1);
-	CHECK(p2p_conv_wino_ok(be, &g));
+	p2p_conv2d_init(&g, n, cin, h, w, cout, k, 1, p);
+	p2p_conv_wino_input_grad(&t, &g);
+	int tiles = (g.oh + 6 - k) / (7 - k) * ((g.ow + 6 - k) / (7 - k));
+	CHECK(p2p_conv_wino_ok(be, &g) == (tiles >= 16));
 	rel r = rel_of(&g);
-	size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * h * w, nw = (size_t)cout * cin * 9;
+	size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * g.oh * g.ow;
+	size_t nw = (size_t)cout * cin * k * k;
 	size_t wsn = p2p_conv_wino_ws(&g);
 	float *x = malloc(nx * 4), *y = malloc(ny * 4), *dy = malloc(ny * 4), *dx = malloc(nx * 4);
 	float *w_ = malloc(nw * 4), *b = malloc(cout * 4), *u = malloc(36 * nw * 4);
 	float *ut = malloc(36 * nw * 4), *ws = malloc(wsn * 4), *y2 = malloc(ny * 4);
 	fill(x, nx), fill(w_, nw), fill(b, cout), fill(dy, ny);
-	p2p_conv_wino_weights(w_, cout, cin, 0, u);
-	p2p_conv_wino_weights(w_, cout, cin, 1, ut);
+	p2p_conv_wino_weights(w_, cout, cin, k, 0, u);
+	p2p_conv_wino_weights(w_, cout, cin, k, 1, ut);
 	CHECK(p2p_conv2d_forward_wino(be, &g, y, x, u, b, ws, wsn) == 0);
 	CHECK(p2p_conv2d_forward_wino(be, &t, dx, dy, ut, NULL, ws, wsn) == 0);
-	double ey = rel_err(y, 0, ny, cap, ref_small, &r, w_, x, b, h * w);
+	double ey = rel_err(y, 0, ny, cap, ref_small, &r, w_, x, b, g.oh * g.ow);
 	double ex = rel_err(dx, 0, nx, cap, ref_big, &r, w_, dy, NULL, 1);
-	CHECKF(ey < 2e-5 && ex < 2e-5, "wino n%d %d->%d %dx%d: y %.2e dx %.2e", n, cin, cout, h, w, ey, ex);
-	printf("# wino n%d %d->%d %dx%d                y %.1e dx %.1e\n", n, cin, cout, h, w, ey, ex);
+	CHECKF(ey < 2e-5 && ex < 2e-5, "wino n%d %d->%d %dx%d k%d p%d: y %.2e dx %.2e", n, cin, cout,
+	       h, w, k, p, ey, ex);
+	printf("# wino n%d %d->%d %dx%d k%d p%d           y %.1e dx %.1e\n", n, cin, cout, h, w, k, p,
+	       ey, ex);
 	/* the same bits on 1, 2 and 3 threads, and with a one-chunk workspace */
 	int before = p2p_pool_threads(), same = 1;
 	for (int th = 1; th <= 3; th++) {
@@ -688,23 +697,36 @@ static void test_winograd(void)
 	CHECK(be->wino_in != NULL && be->wino_out != NULL);
 	if (!be->wino_in || !be->wino_out)
 		return;
-	wino_ops(3, 8, 8, 0, 2);
-	wino_ops(2, 13, 10, 1, 4);
-	wino_ops(2, 5, 3, 0, 2);
-	wino_ops(1, 9, 19, 2, 3);
-	wino_layer(1, 3, 8, 8, 4, 3000);
-	wino_layer(2, 5, 13, 10, 7, 3000);
-	wino_layer(1, 4, 6, 17, 3, 3000);
-	wino_layer(3, 2, 1, 2, 5, 3000);
-	wino_layer(1, 16, 48, 44, 8, 3000);     /* several chunks of tile rows */
+	wino_ops(3, 8, 8, 3, 1, 0, 2);
+	wino_ops(2, 13, 10, 3, 1, 1, 4);
+	wino_ops(2, 5, 3, 3, 1, 0, 2);
+	wino_ops(1, 9, 19, 3, 2, 2, 3);
+	wino_ops(2, 8, 8, 4, 1, 0, 3);          /* 7x7 output: a partial tile */
+	wino_ops(2, 11, 13, 4, 2, 1, 4);
+	wino_ops(1, 7, 5, 4, 0, 0, 2);
+	wino_ops(2, 10, 9, 4, 3, 2, 5);
+	wino_layer(1, 3, 8, 8, 4, 3, 1, 3000);
+	wino_layer(2, 5, 13, 10, 7, 3, 1, 3000);
+	wino_layer(1, 4, 6, 17, 3, 3, 1, 3000);
+	wino_layer(3, 2, 1, 2, 5, 3, 1, 3000);
+	wino_layer(1, 3, 9, 7, 2, 3, 0, 3000);
+	wino_layer(1, 16, 48, 44, 8, 3, 1, 3000);     /* several chunks of tile rows */
+	wino_layer(2, 6, 8, 8, 5, 4, 1, 3000);        /* D's last two: 4x4, pad 1 */
+	wino_layer(1, 5, 11, 9, 3, 4, 1, 3000);
+	wino_layer(1, 3, 7, 10, 4, 4, 2, 3000);
+	wino_layer(1, 4, 9, 6, 2, 4, 0, 3000);
+	wino_layer(2, 12, 40, 40, 8, 4, 1, 3000);
 	if (slow_ok) {
-		wino_layer(2, 64, 64, 64, 64, 400);
-		wino_layer(1, 128, 32, 32, 256, 400);
+		wino_layer(2, 64, 64, 64, 64, 3, 1, 400);
+		wino_layer(1, 128, 32, 32, 256, 3, 1, 400);
+		wino_layer(2, 256, 32, 32, 512, 4, 1, 400);   /* D's conv.3 at 256 */
 	}
 	/* refusals: a geometry it does not do, a workspace below one chunk */
 	p2p_conv g;
 	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 4, 2, 1);
 	float tiny[4];
+	CHECK(!p2p_conv_wino_ok(be, &g));
+	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 5, 1, 2);
 	CHECK(!p2p_conv_wino_ok(be, &g) &&
 	      p2p_conv2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1);
 	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 3, 1, 1);
