@@ -3,6 +3,9 @@
 # Switches (make VAR=value):
 #   CUDA=0        leave out the CUDA backend even where nvcc is found
 #   SANITIZE=1    build with AddressSanitizer and UndefinedBehaviorSanitizer
+#   MPI=1         data-parallel p2p-train over MPI (lib/dist.c with -DP2P_MPI and
+#                 `pkg-config ompi-c`, or mpicc's flags), built apart in build/mpi:
+#                 mpirun -np N build/mpi/bin/p2p-train ...
 #   PREFIX=/usr/local  DESTDIR=  MANPREFIX=$(PREFIX)/share/man   for install
 # CFLAGS and LDFLAGS are yours; the project's own flags live in P2P_CFLAGS.
 
@@ -43,11 +46,26 @@ NVFLAGS     = -O2 -Ilib -gencode arch=compute_80,code=sm_80 \
               -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 endif
 
+# MPI=1: the same programs with lib/dist.c over MPI, in a build folder of
+# their own so that the plain build and this one never mix objects.
+ifeq ($(MPI),1)
+B           = build/mpi
+MPI_PC     ?= ompi-c
+MPI_CFLAGS := $(shell pkg-config --cflags $(MPI_PC) 2>/dev/null || mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs $(MPI_PC) 2>/dev/null || mpicc --showme:link 2>/dev/null)
+P2P_CFLAGS += -DP2P_MPI $(MPI_CFLAGS)
+P2P_LIBS   += $(MPI_LIBS)
+endif
+
 .PHONY: all check test unit bats lint demo bench install uninstall clean deps probe
 all: probe $(PROGS) $(UNITS) $(BENCHES)
 
 probe:
 	@echo "p2pcat: CUDA backend $(if $(NVCC),on ($(NVCC)),off)"
+ifeq ($(MPI),1)
+	@echo "p2pcat: MPI $(if $(MPI_LIBS),on ($(MPI_LIBS)),not found: install libopenmpi-dev) in $B"
+	@test -n "$(MPI_LIBS)"
+endif
 
 $B/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
