@@ -207,6 +207,14 @@ tree_sum() {
 	[ "$stderr" = "pipeline: --shards: expected a positive count, got '0'" ]
 }
 
+@test "make slurm-pipeline: the experiment's settings to the pipeline" {
+	run -0 --separate-stderr make -s -C "$TOP" slurm-pipeline CATFLW=c DATA=d RUN=r SIZE=64 \
+		DEVICE=cuda TRAIN_FLAGS="--epochs 3" SLURM_FLAGS="--shards 2 --dry-run"
+	[ "${lines[0]}" = "prep 1001" ] && [ "${lines[4]}" = "metrics 1005" ]
+	[[ ${stderr_lines[0]} == *"--export=ALL,P2P_BIN=$TOP/build/bin "*" --array=0-1 "*"/prep.sbatch --catflw c --prep d.prep --size 64 --sigma 2.0" ]]
+	[[ ${stderr_lines[2]} == *"/train.sbatch --data d --run r --device cuda --epochs 3" ]]
+}
+
 @test "the job scripts run outside Slurm too, as one task of one" {
 	catflw-synth -q -o cat -n 6 -s 96 --seed 2
 	run -0 bash "$SLURM/prep.sbatch" --catflw cat --prep p --size 32
