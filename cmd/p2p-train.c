@@ -273,7 +273,7 @@ static int leader(void)
 static int dist_capacity(int n)
 {
 	long first, end;
-	p2p_dist_share(n, p2p_dist_size() - 1, &first, &end);     /* the largest share */
+	p2p_dist_share(n, p2p_dist_size() - 1, p2p_dist_size(), &first, &end);  /* the last: a largest */
 	return (int)(end - first);
 }
 
@@ -555,7 +555,7 @@ static void dist_validation(val_result *vr, double *sums, int n_val, size_t img)
 		int owner = 0;
 		long first, end;
 		for (int k = 0; k < p2p_dist_size(); k++) {
-			p2p_dist_share(n_val, k, &first, &end);
+			p2p_dist_share(n_val, k, p2p_dist_size(), &first, &end);
 			if (vr->idx[r] >= first && vr->idx[r] < end)
 				owner = k;
 		}
@@ -576,7 +576,7 @@ static void validate(trainer *t, const p2p_dataset *val, val_result *vr)
 		p2p_die(1, "out of memory");
 	double l1 = 0, psnr = 0;
 	long lo, hi;                /* this rank's share */
-	p2p_dist_share(val->n, p2p_dist_rank(), &lo, &hi);
+	p2p_dist_share(val->n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
 	for (int first = (int)lo; first < hi; first += t->bm) {
 		int n = hi - first < t->bm ? (int)hi - first : t->bm;
 		const float *ha = val->a + first * ss;
@@ -1045,7 +1045,7 @@ static const char *run_epoch(run *r)
 	while (ck->batch < r->nb) {
 		int n = ntr - first < o->batch ? ntr - first : (int)o->batch;
 		long lo, hi;                /* this rank's share of the batch */
-		p2p_dist_share(n, p2p_dist_rank(), &lo, &hi);
+		p2p_dist_share(n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
 		int mine = (int)(hi - lo);
 		if (mine)
 			load_batch(&r->t, &r->train, r->perm, e, first + (int)lo, mine);

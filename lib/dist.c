@@ -9,12 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-void p2p_dist_share(long n, int rank, long *first, long *end)
+void p2p_dist_share(long n, int rank, int ranks, long *first, long *end)
 {
-	int R = p2p_dist_size();
-	/* in 64 bits: n * R fits where n * R in long might not on 32-bit longs */
-	*first = (long)((int64_t)n * rank / R);
-	*end = (long)((int64_t)n * (rank + 1) / R);
+	/* in 64 bits: n * ranks may not fit a 32-bit long */
+	*first = (long)((int64_t)n * rank / ranks);
+	*end = (long)((int64_t)n * (rank + 1) / ranks);
 }
 
 int p2p_dist_bind_gpu(void)

@@ -28,10 +28,11 @@ int p2p_dist_local_rank(void);      /* among the ranks on this machine */
  * lists), before the CUDA backend starts. -1 + p2p_err if it cannot be set. */
 int p2p_dist_bind_gpu(void);
 
-/* [*first, *end) of items [0, n) for this rank: rank r takes
- * [r n / R, (r + 1) n / R), so shares differ by at most one item, the
- * larger ones on the higher ranks, and a rank may get none when n < R. */
-void p2p_dist_share(long n, int rank, long *first, long *end);
+/* [*first, *end) of items [0, n) for rank `rank` of `ranks`: rank r of R
+ * takes [r n / R, (r + 1) n / R), so the shares cover [0, n) in order and
+ * differ by at most one item, the last rank's being one of the largest; a
+ * rank gets none when n < R. */
+void p2p_dist_share(long n, int rank, int ranks, long *first, long *end);
 
 /* x (n) = the sum of every rank's x, on every rank. */
 int p2p_dist_sum_float(float *x, size_t n);
