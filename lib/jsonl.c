@@ -60,6 +60,11 @@ static long read_line(p2p_jsonl *r)
 		return -1;
 	if (too_long)
 		return -2;
+	if (!r->buf) {  /* an empty first line stored nothing: no buffer yet */
+		if (!(r->buf = malloc(4096)))
+			return -3;
+		r->cap = 4096;
+	}
 	r->buf[len] = 0;
 	return (long)len;
 }
