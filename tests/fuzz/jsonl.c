@@ -4,8 +4,6 @@
 #include "fuzz.h"
 #include "jsonl.h"
 
-#include <math.h>
-
 /* What the stages ask of a sample record. */
 static void use_record(const cJSON *o)
 {
@@ -25,18 +23,10 @@ static void use_record(const cJSON *o)
 		FUZZ_ASSERT(*p2p_errmsg());
 }
 
-/* cJSON writes a number too large for a double (1e999) as null. */
-static int has_nonfinite(const cJSON *j)
-{
-	if (cJSON_IsNumber(j) && !isfinite(j->valuedouble))
-		return 1;
-	for (const cJSON *c = j->child; c; c = c->next)
-		if (has_nonfinite(c))
-			return 1;
-	return 0;
-}
-
-/* Written with p2p_jsonl_write, the object is one line that reads back equal. */
+/* Written with p2p_jsonl_write, the object is one line that reads back as
+ * itself: writing what was read gives the same text again. (Compared as
+ * text, since cJSON writes 1e999 as null and cJSON_Compare matches repeated
+ * keys to the first of their name.) */
 static void round_trip(const cJSON *o)
 {
 	char *text = NULL;
@@ -52,7 +42,9 @@ static void round_trip(const cJSON *o)
 	FUZZ_ASSERT(r.fp && r.name);
 	cJSON *back;
 	FUZZ_ASSERT(p2p_jsonl_next(&r, &back) == 1);
-	FUZZ_ASSERT(cJSON_Compare(o, back, 1) || has_nonfinite(o));
+	char *again = cJSON_PrintUnformatted(back);
+	FUZZ_ASSERT(again && strlen(again) == len - 1 && memcmp(again, text, len - 1) == 0);
+	free(again);
 	cJSON_Delete(back);
 	p2p_jsonl_close(&r);
 	free(text);
