@@ -435,6 +435,13 @@ static int cmp_int(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* rec is NULL when nothing was read, which qsort must not be given. */
+static void sort_records(record *rec, long n, int (*cmp)(const void *, const void *))
+{
+	if (n > 1)
+		qsort(rec, n, sizeof *rec, cmp);
+}
+
 int main(int argc, char **argv)
 {
 	p2p_cli_init(argv[0]);
@@ -444,13 +451,13 @@ int main(int argc, char **argv)
 	const char *name;
 	long n;
 	record *rec = read_records(&o, &name, &n);
-	qsort(rec, n, sizeof *rec, by_id);
+	sort_records(rec, n, by_id);
 	drop_duplicates(&o, name, rec, n);
-	qsort(rec, n, sizeof *rec, by_line);     /* messages in input order */
+	sort_records(rec, n, by_line);     /* messages in input order */
 	check_files(&o, name, rec, n);
 	/* Sorting by id before the shuffle makes the split independent of the
 	 * input order. */
-	qsort(rec, n, sizeof *rec, by_id);
+	sort_records(rec, n, by_id);
 	int *idx = malloc(sizeof *idx * (n + 1));
 	if (!idx)
 		p2p_die(1, "out of memory");
