@@ -160,6 +160,8 @@ static void npy_rejects_malformed(void)
 	CHECK(parse_with("{'descr': '|u1', 'fortran_order': False, 'shape': (1,1,1,1,1), }", 1, "more than 4"));
 	CHECK(parse_with("{'descr': '|u1', 'fortran_order': False, 'shape': (2, x), }", 2, "bad 'shape'"));
 	CHECK(parse_with("{'descr': '|u1', 'fortran_order': False}", 0, "no 'shape'"));
+	/* found by fuzzing: the header ends where the shape should begin */
+	CHECK(parse_with("{'descr': '|u1', 'fortran_order': False, 'shape':   ", 0, "no 'shape'"));
 	p2p_npy a;
 	CHECK(p2p_npy_parse("\x93NUMPY\x01\x00\xff\x00{", 11, "t.npy", &a) == -1);
 	CHECK(strcmp(p2p_errmsg(), "t.npy: truncated header") == 0);
