@@ -6,8 +6,9 @@
 #                 UndefinedBehaviorSanitizer into build-san/ instead of build/;
 #                 `make check SANITIZE=1` runs the whole suite on that build
 #                 (suppressions: tests/lsan.supp, tests/ubsan.supp)
-#   FUZZ_SECONDS=30  how long `make fuzz` runs each fuzzer (see the fuzzing
-#                 block at the end: clang's libFuzzer, objects in build-fuzz/)
+#   FUZZ_SECONDS=30  how long `make fuzz` runs each fuzzer; FUZZERS="npy ..."
+#                 runs only those (see the fuzzing block at the end: clang's
+#                 libFuzzer, objects in build-fuzz/)
 #   PREFIX=/usr/local  DESTDIR=  MANPREFIX=$(PREFIX)/share/man   for install
 # CFLAGS and LDFLAGS are yours; the project's own flags live in P2P_CFLAGS.
 
@@ -140,8 +141,8 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_B        = build-fuzz
 FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Wno-unused-parameter -Wno-pass-failed -fopenmp \
-                -Ilib $(PKG_CFLAGS) -MMD -MP $(FUZZ_SAN)
+FUZZ_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Wno-unused-parameter \
+                -Wno-pass-failed -fopenmp -Ilib $(PKG_CFLAGS) -MMD -MP $(FUZZ_SAN)
 FUZZ_OBJ      = $(patsubst lib/%.c,$(FUZZ_B)/lib/%.o,$(wildcard lib/*.c))
 
 $(FUZZ_B)/lib/%.o: lib/%.c
