@@ -598,8 +598,8 @@ int p2p_st_save(p2p_st_writer *w, const char *path)
 		lenb[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
 	int bad = fwrite(lenb, 1, 8, f.fp) != 8 || fwrite(hdr, 1, hlen, f.fp) != hlen;
 	free(hdr);
-	for (int i = 0; !bad && i < w->count; i++)
-		bad = fwrite(w->data[i], 4, w->e[i].numel, f.fp) != w->e[i].numel;
+	for (int i = 0; !bad && i < w->count; i++)   /* an empty tensor may have no data */
+		bad = w->e[i].numel && fwrite(w->data[i], 4, w->e[i].numel, f.fp) != w->e[i].numel;
 	if (bad) {
 		p2p_err_errno("%s: write failed", path);
 		p2p_afile_abort(&f);
