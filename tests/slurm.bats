@@ -285,7 +285,8 @@ wait_for() {
 	wait_for run/last_checkpoint.safetensors
 	# what --signal=B:USR1@180 sends before the time limit
 	scancel --batch --signal=USR1 "$job"
-	for _ in $(seq 1 100); do
+	# a loaded machine may take a while to checkpoint and requeue
+	for _ in $(seq 1 600); do
 		[ "$(job_state "$job")" = PENDING ] && break
 		sleep 0.1
 	done
