@@ -21,6 +21,7 @@
 #include "layers.h"
 #include "metrics.h"
 #include "models.h"
+#include "ops_cuda.h"
 #include "progress.h"
 #include "rng.h"
 #include "schedule.h"
@@ -56,6 +57,7 @@ static const char usage_text[] =
 	"  --sample-every N     sample grid every N epochs (10; 0 = never)\n"
 	"  --checkpoint-every N also checkpoint every N steps inside an epoch (0 = off)\n"
 	"  --device cpu|cuda    where to compute (cpu)\n"
+	"  --no-tf32            strict FP32 matrix products on the GPU (TF32 is the default)\n"
 	"  --threads N          CPU threads (the libraries' default)\n"
 	"  --seed N             seed of every random draw (42)\n"
 	"  --no-resume          start over: remove RUN's checkpoints and log first\n"
@@ -72,12 +74,13 @@ typedef struct {
 	double lambda_l1, lambda_perc, lr, lr_d, beta1, beta2;
 	unsigned long long seed;
 	int resume, progress;       /* progress: -1 auto, 0 quiet, 1 forced */
+	int tf32;                   /* TF32 matrix products on the GPU */
 } opts;
 
 enum {
 	O_DATA = 256, O_OUT, O_EPOCHS, O_BATCH, O_L1, O_PERC, O_VGG, O_LR, O_LRD, O_B1, O_B2,
 	O_T0, O_TMULT, O_NGF, O_NDF, O_SAMPLE, O_CKPT, O_DEVICE, O_THREADS, O_SEED,
-	O_NORESUME, O_MAXSTEPS, O_QUIET, O_PROGRESS, O_VERSION
+	O_NORESUME, O_MAXSTEPS, O_QUIET, O_PROGRESS, O_VERSION, O_NOTF32
 };
 
 static void parse_opts(int argc, char **argv, opts *o)
@@ -93,6 +96,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 		{ "ndf", required_argument, 0, O_NDF }, { "sample-every", required_argument, 0, O_SAMPLE },
 		{ "checkpoint-every", required_argument, 0, O_CKPT },
 		{ "device", required_argument, 0, O_DEVICE }, { "threads", required_argument, 0, O_THREADS },
+		{ "no-tf32", no_argument, 0, O_NOTF32 },
 		{ "seed", required_argument, 0, O_SEED }, { "no-resume", no_argument, 0, O_NORESUME },
 		{ "max-steps", required_argument, 0, O_MAXSTEPS }, { "quiet", no_argument, 0, O_QUIET },
 		{ "progress", no_argument, 0, O_PROGRESS }, { "help", no_argument, 0, 'h' },
@@ -101,7 +105,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 	*o = (opts){ .device = "cpu", .epochs = 100, .batch = 24, .t0 = 50, .tmult = 2,
 	             .ngf = 64, .ndf = 64, .sample_every = 10, .lambda_l1 = 150,
 	             .lambda_perc = 2, .lr = 2e-4, .lr_d = 1e-4, .beta1 = 0.5, .beta2 = 0.999,
-	             .seed = 42, .resume = 1, .progress = -1 };
+	             .seed = 42, .resume = 1, .progress = -1, .tf32 = 1 };
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
@@ -129,6 +133,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 				p2p_usage_error("--device: expected cpu or cuda, got '%s'", optarg);
 			o->device = optarg;
 			break;
+		case O_NOTF32: o->tf32 = 0; break;
 		case O_THREADS: o->threads = p2p_opt_long("--threads", optarg, 1, 4096); break;
 		case O_SEED: o->seed = (unsigned long long)p2p_opt_long("--seed", optarg, 0, LONG_MAX); break;
 		case O_NORESUME: o->resume = 0; break;
@@ -908,6 +913,7 @@ int main(int argc, char **argv)
 	p2p_cli_init(argv[0]);
 	opts o;
 	parse_opts(argc, argv, &o);
+	p2p_cuda_set_tf32(o.tf32);
 	const p2p_backend *be = p2p_backend_get(o.device);
 	if (!be)
 		p2p_die_lib();          /* "cuda: ..." names the device */
