@@ -245,6 +245,10 @@ static float *cu_conv_ws(size_t need, size_t want, size_t *got)
 	if (g < need)
 		g = need;
 	if (g > conv_floats) {
+		/* grow by half at least (up to the cap): a few sizes in the first
+		 * step, not one per layer */
+		size_t grow = conv_floats + conv_floats / 2;
+		size_t bytes = (g > grow ? g : grow < conv_ws_max ? grow : g) * sizeof(float);
 		if (conv_buf) {
 			/* queued kernels may still read the old one */
 			CK(cudaStreamSynchronize(stream));
@@ -252,15 +256,15 @@ static float *cu_conv_ws(size_t need, size_t want, size_t *got)
 			mem_del(conv_buf);
 			conv_buf = NULL, conv_floats = 0;
 		}
-		cudaError_t e = cudaMalloc(&conv_buf, g * sizeof(float));
+		cudaError_t e = cudaMalloc(&conv_buf, bytes);
 		if (e != cudaSuccess) {
 			/* out of memory is not sticky: the caller's workspace serves */
 			cudaGetLastError();
 			conv_buf = NULL;
 			return NULL;
 		}
-		mem_add(conv_buf, g * sizeof(float));
-		conv_floats = g;
+		mem_add(conv_buf, bytes);
+		conv_floats = bytes / sizeof(float);
 	}
 	*got = g;
 	return (float *)conv_buf;
