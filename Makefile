@@ -3,6 +3,9 @@
 # Switches (make VAR=value):
 #   CUDA=0        leave out the CUDA backend even where nvcc is found
 #   SANITIZE=1    build with AddressSanitizer and UndefinedBehaviorSanitizer
+#   MPI=1         data-parallel p2p-train over MPI (lib/dist.c with -DP2P_MPI and
+#                 `pkg-config ompi-c`, or mpicc's flags), built apart in build/mpi:
+#                 mpirun -np N build/mpi/bin/p2p-train ...
 #   PREFIX=/usr/local  DESTDIR=  MANPREFIX=$(PREFIX)/share/man   for install
 # CFLAGS and LDFLAGS are yours; the project's own flags live in P2P_CFLAGS.
 
@@ -35,7 +38,7 @@ BENCHES  = $(patsubst bench/%.c,$B/bench/%,$(wildcard bench/*.c))
 ifeq ($(CUDA),0)
 NVCC :=
 endif
-ifneq ($(NVCC),)
+ifneq ($(and $(NVCC),$(wildcard lib/*.cu)),)
 CU_OBJ      = $(patsubst lib/%.cu,$B/lib/%.cu.o,$(wildcard lib/*.cu))
 P2P_CFLAGS += -DP2P_CUDA
 P2P_LIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
@@ -43,11 +46,26 @@ NVFLAGS     = -O2 -Ilib -gencode arch=compute_80,code=sm_80 \
               -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 endif
 
+# MPI=1: the same programs with lib/dist.c over MPI, in a build folder of
+# their own so that the plain build and this one never mix objects.
+ifeq ($(MPI),1)
+B           = build/mpi
+MPI_PC     ?= ompi-c
+MPI_CFLAGS := $(shell pkg-config --cflags $(MPI_PC) 2>/dev/null || mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs $(MPI_PC) 2>/dev/null || mpicc --showme:link 2>/dev/null)
+P2P_CFLAGS += -DP2P_MPI $(MPI_CFLAGS)
+P2P_LIBS   += $(MPI_LIBS)
+endif
+
 .PHONY: all check test unit bats lint demo bench install uninstall clean deps probe
 all: probe $(PROGS) $(UNITS) $(BENCHES)
 
 probe:
 	@echo "p2pcat: CUDA backend $(if $(NVCC),on ($(NVCC)),off)"
+ifeq ($(MPI),1)
+	@echo "p2pcat: MPI $(if $(MPI_LIBS),on ($(MPI_LIBS)),not found: install libopenmpi-dev) in $B"
+	@test -n "$(MPI_LIBS)"
+endif
 
 $B/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
@@ -87,9 +105,10 @@ check: deps
 
 test: check
 
+# Benchmarks print ratios measured side by side in one run; none is a test.
 bench: all
-	@for b in bench/prep bench/conv bench/train; do \
-	  [ -x $$b ] && { echo "== $$b"; $$b; }; done; true
+	@for b in bench/prep $B/bench/conv bench/train; do \
+	  if [ -x $$b ]; then echo "== $$b"; $$b || exit 1; fi; done
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1

@@ -85,3 +85,15 @@ demo: deps
 
 demo-clean:
 	rm -rf $(DEMO)
+
+# ---- the same chain as Slurm jobs (scripts/slurm/pipeline --help) ----
+#   make slurm-pipeline CATFLW=DIR DATA=... RUN=... [SLURM_FLAGS="--shards 16 --train-sbatch '--time=1-0 --gres=gpu:1'"]
+# Submits and returns; the jobs write what make data, train and eval write
+# (SLURM_FLAGS="--from train" without CATFLW when DATA is made already).
+SLURM_FLAGS ?=
+
+.PHONY: slurm-pipeline
+slurm-pipeline: | $(TOOLS)
+	scripts/slurm/pipeline $(if $(CATFLW),--catflw $(CATFLW)) --data $(DATA) --run $(RUN) \
+	  --size $(SIZE) --sigma $(SIGMA) --device $(DEVICE) --train-flags "$(TRAIN_FLAGS)" \
+	  --bin $(BIN) $(if $(VGG16),--vgg16 $(VGG16)) $(SLURM_FLAGS)

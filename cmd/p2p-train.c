@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "cpu_pool.h"
 #include "dataset.h"
+#include "dist.h"
 #include "err.h"
 #include "image.h"
 #include "layers.h"
@@ -294,6 +295,83 @@ static void stage_alloc(trainer *t)
 	t->hb = t->ha ? t->ha + (size_t)t->bm * t->ss : NULL;
 }
 
+/* ---- data parallelism (lib/dist.h; one rank without MPI) ----
+ * Each rank takes its share of every batch (p2p_dist_share) and the ranks
+ * sum their gradients before each Adam step, so every rank holds the same
+ * weights and takes the same steps as one process with the whole batch. */
+
+static int leader(void)
+{
+	return p2p_dist_rank() == 0;
+}
+
+/* The most samples of a batch of n that one rank takes. */
+static int dist_capacity(int n)
+{
+	long first, end;
+	p2p_dist_share(n, p2p_dist_size() - 1, p2p_dist_size(), &first, &end);  /* the last: a largest */
+	return (int)(end - first);
+}
+
+/* Host memory for collectives over backend memory that is not host memory. */
+static float *dist_host(size_t n)
+{
+	static float *buf;
+	static size_t cap;
+	if (n > cap) {
+		free(buf);
+		if (!(buf = malloc(n * sizeof *buf)))
+			p2p_die(1, "out of memory");
+		cap = n;
+	}
+	return buf;
+}
+
+/* The whole batch's gradient from each rank's: every loss is a mean over
+ * the samples, so rank gradients weighted by n / n_all and summed are the
+ * mean over all n_all, whatever the split. */
+static void dist_average_grads(trainer *t, p2p_params *ps, int n, int n_all)
+{
+	if (p2p_dist_size() == 1)
+		return;
+	const p2p_backend *be = t->be;
+	be->scale(ps->grad, ps->total, (float)n / (float)n_all);
+	float *g = t->cpu ? ps->grad : dist_host(ps->total);
+	if (!t->cpu)
+		be->download(g, ps->grad, ps->total);
+	if (p2p_dist_sum_float(g, ps->total))
+		p2p_die_lib();
+	if (!t->cpu)
+		be->upload(ps->grad, g, ps->total);
+}
+
+/* The batch's losses from each rank's means over its n samples. */
+static void dist_average_losses(double *loss, int k, int n, int n_all)
+{
+	if (p2p_dist_size() == 1)
+		return;
+	for (int i = 0; i < k; i++)
+		loss[i] *= (double)n / n_all;
+	if (p2p_dist_sum_double(loss, k))
+		p2p_die_lib();
+}
+
+/* A rank whose share of a small last batch is empty still joins the sums
+ * (with nothing) and takes both Adam steps, to stay in step. */
+static void dist_idle_step(trainer *t, int n_all, float lr_g, float lr_d, double *loss)
+{
+	p2p_params *ps[2] = { p2p_patchgan_params(t->D), p2p_unet_params(t->G) };
+	p2p_adam *as[2] = { &t->da, &t->ga };
+	float lr[2] = { lr_d, lr_g };
+	for (int i = 0; i < 2; i++) {
+		p2p_params_zero_grad(ps[i]);
+		dist_average_grads(t, ps[i], 0, n_all);
+		as[i]->lr = lr[i];
+		p2p_adam_step(as[i], ps[i]);
+	}
+	memset(loss, 0, P2P_CKPT_NSUMS * sizeof *loss);
+}
+
 static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int size, int n_train)
 {
 	memset(t, 0, sizeof *t);
@@ -302,7 +380,7 @@ static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int s
 	t->cpu = strcmp(be->name, "cpu") == 0;
 	t->S = size;
 	t->ss = (size_t)size * size;
-	t->bm = o->batch < n_train ? (int)o->batch : n_train;
+	t->bm = dist_capacity(o->batch < n_train ? (int)o->batch : n_train);
 	p2p_unet_cfg gc = p2p_unet_default(size);
 	gc.ngf = (int)o->ngf;
 	p2p_patchgan_cfg dc = p2p_patchgan_default(size);
@@ -418,10 +496,11 @@ static void upload_batch(trainer *t, int n)
 /* ---- the input pipeline of a GPU run ----
  * A thread of its own assembles the next batch (the epoch's next samples,
  * flipped and jittered on the CPU pool) into the page-locked staging memory
- * while the GPU trains on the current one; taking a batch is then one
- * upload, and asks for the one after it: the next of the epoch, or the first
- * of the next epoch. What a batch holds depends on (epoch, position) alone,
- * so the batches are the CPU run's, whenever and wherever they are made. */
+ * while the GPU trains on the current one (this rank's share of it, with
+ * MPI); taking a batch is then one upload, and asks for the one after it:
+ * the next of the epoch, or the first of the next epoch. What a batch holds
+ * depends on (epoch, position) alone, so the batches are the CPU run's,
+ * whenever and wherever they are made. */
 enum { PL_IDLE, PL_ASKED, PL_READY };
 
 typedef struct {
@@ -447,14 +526,16 @@ static void *pipeline_main(void *arg)
 			pthread_cond_wait(&pl->cv, &pl->mu);
 		if (pl->quit)
 			break;
-		long e = pl->epoch;
+		long e = pl->epoch, lo, hi;
 		int first = pl->first, n = pl->n;
 		pthread_mutex_unlock(&pl->mu);
 		if (pl->perm_epoch != e) {
 			epoch_order(pl->perm, pl->ds->n, pl->t->o->seed, e);
 			pl->perm_epoch = e;
 		}
-		fill_batch(pl->t, pl->ds, pl->perm, e, first, n);
+		p2p_dist_share(n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+		if (hi > lo)
+			fill_batch(pl->t, pl->ds, pl->perm, e, first + (int)lo, (int)(hi - lo));
 		pthread_mutex_lock(&pl->mu);
 		pl->state = PL_READY;
 		pthread_cond_broadcast(&pl->cv);
@@ -508,7 +589,8 @@ static void pipeline_ask(pipeline *pl, long e, int first, int n)
 	pthread_cond_broadcast(&pl->cv);
 }
 
-/* Batch (e, first, n) to the backend, then the next one asked for. */
+/* This rank's share of batch (e, first, n) to the backend, then the next
+ * batch asked for. */
 static void pipeline_take(pipeline *pl, long e, int first, int n)
 {
 	pthread_mutex_lock(&pl->mu);
@@ -520,7 +602,10 @@ static void pipeline_take(pipeline *pl, long e, int first, int n)
 		pipeline_ask(pl, e, first, n);      /* the first batch of a run */
 	}
 	pthread_mutex_unlock(&pl->mu);
-	upload_batch(pl->t, n);                 /* returns once the staging is free */
+	long lo, hi;                            /* this rank's share */
+	p2p_dist_share(n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+	if (hi > lo)
+		upload_batch(pl->t, (int)(hi - lo));    /* returns once the staging is free */
 	int ntr = pl->ds->n, next = first + n;
 	long batch = pl->t->o->batch;
 	if (next >= ntr)
@@ -540,11 +625,17 @@ static const float *checked(const float *p)
 }
 
 /* One optimiser step of D then G on the n samples in t->a, t->b; the five
- * losses (as P2P_CKPT_NSUMS) into loss. `sample` is the run-wide position
+ * losses (as P2P_CKPT_NSUMS) into loss: this rank's share of a batch of
+ * n_all (all of it without MPI). `sample` is the run-wide position
  * of the batch's first sample: G's dropout masks are drawn from it, sample
  * by sample. */
-static void train_step(trainer *t, int n, uint64_t sample, float lr_g, float lr_d, double *loss)
+static void train_step(trainer *t, int n, int n_all, uint64_t sample, float lr_g, float lr_d,
+                       double *loss)
 {
+	if (n == 0) {
+		dist_idle_step(t, n_all, lr_g, lr_d, loss);
+		return;
+	}
 	const p2p_backend *be = t->be;
 	const opts *o = t->o;
 	size_t ss = t->ss, pp = t->pp;
@@ -565,6 +656,7 @@ static void train_step(trainer *t, int n, uint64_t sample, float lr_g, float lr_
 	double lfake = p2p_mse_const_loss(be, dout + n * pp, n * pp, 0.0f, t->dd + n * pp, 0.5f);
 	if (p2p_patchgan_backward(t->D, t->dd, NULL, 1))
 		p2p_die_lib();
+	dist_average_grads(t, dp, n, n_all);
 	t->da.lr = lr_d;
 	p2p_adam_step(&t->da, dp);
 
@@ -590,6 +682,7 @@ static void train_step(trainer *t, int n, uint64_t sample, float lr_g, float lr_
 	p2p_params_zero_grad(gp);
 	if (p2p_unet_backward(t->G, t->dfake, NULL))
 		p2p_die_lib();
+	dist_average_grads(t, gp, n, n_all);
 	t->ga.lr = lr_g;
 	p2p_adam_step(&t->ga, gp);
 
@@ -610,6 +703,27 @@ typedef struct {
 	unsigned char *gen;         /* rows * 3 * S * S, planar, quantised G output */
 } val_result;
 
+/* Validation split across the ranks: the sums of L1 and PSNR over every
+ * rank's share, and each sample row of the grid from the rank that made it. */
+static void dist_validation(val_result *vr, double *sums, int n_val, size_t img)
+{
+	if (p2p_dist_size() == 1)
+		return;
+	if (p2p_dist_sum_double(sums, 2))
+		p2p_die_lib();
+	for (int r = 0; r < vr->rows; r++) {
+		int owner = 0;
+		long first, end;
+		for (int k = 0; k < p2p_dist_size(); k++) {
+			p2p_dist_share(n_val, k, p2p_dist_size(), &first, &end);
+			if (vr->idx[r] >= first && vr->idx[r] < end)
+				owner = k;
+		}
+		if (p2p_dist_bcast(vr->gen + r * img, img, owner))
+			p2p_die_lib();
+	}
+}
+
 /* G in eval mode (dropout off) over the val split: mean |G(A) - B| on
  * [-1, 1], and 8-bit PSNR per image (G's output quantised as a saved PNG
  * holds it) averaged. Keeps the fixed sample rows' outputs. */
@@ -621,8 +735,10 @@ static void validate(trainer *t, const p2p_dataset *val, val_result *vr)
 	if (!q || !bf)
 		p2p_die(1, "out of memory");
 	double l1 = 0, psnr = 0;
-	for (int first = 0; first < val->n; first += t->bm) {
-		int n = val->n - first < t->bm ? val->n - first : t->bm;
+	long lo, hi;                /* this rank's share */
+	p2p_dist_share(val->n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+	for (int first = (int)lo; first < hi; first += t->bm) {
+		int n = hi - first < t->bm ? (int)hi - first : t->bm;
 		const float *ha = val->a + first * ss;
 		if (!t->cpu)
 			t->be->upload(t->a, ha, n * ss);
@@ -644,8 +760,10 @@ static void validate(trainer *t, const p2p_dataset *val, val_result *vr)
 					memcpy(vr->gen + r * img, q, img);
 		}
 	}
-	vr->l1 = l1 / val->n;
-	vr->psnr = psnr / val->n;
+	double sums[2] = { l1, psnr };
+	dist_validation(vr, sums, val->n, img);
+	vr->l1 = sums[0] / val->n;
+	vr->psnr = sums[1] / val->n;
 	free(q);
 	free(bf);
 }
@@ -764,6 +882,9 @@ static void catch_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* mpirun passes SIGUSR1 on to every rank (SIGTERM it turns into a kill),
+	 * and a Slurm job script sends it ahead of the time limit */
+	sigaction(SIGUSR1, &sa, NULL);
 }
 
 /* ---- the run ---- */
@@ -796,6 +917,10 @@ static void save_last(trainer *t, const run_paths *rp, p2p_ckpt *ck, long *saved
 {
 	const p2p_backend *be = t->be;
 	const p2p_params *ps[2] = { p2p_unet_params(t->G), p2p_patchgan_params(t->D) };
+	if (!leader()) {            /* rank 0 alone writes; every rank has the same state */
+		*saved_step = ck->step;
+		return;
+	}
 	for (int i = 0; i < 2; i++) {
 		double s = be->sum(ps[i]->data, ps[i]->total);
 		if (!isfinite(s)) {
@@ -831,6 +956,80 @@ typedef struct {
 	int say, bar;           /* messages, progress bar */
 } run;
 
+/* ---- data parallelism: the run ---- */
+
+/* Every rank starts from rank 0's seed, whatever its command line said. */
+static void dist_agree_seed(opts *o)
+{
+	if (p2p_dist_bcast(&o->seed, sizeof o->seed, 0))
+		p2p_die_lib();
+}
+
+static void dist_bcast_floats(const trainer *t, float *x, size_t n)
+{
+	float *h = t->cpu ? x : dist_host(n);
+	if (!t->cpu && leader())
+		t->be->download(h, x, n);
+	if (p2p_dist_bcast(h, n * sizeof *h, 0))
+		p2p_die_lib();
+	if (!t->cpu && !leader())
+		t->be->upload(x, h, n);
+}
+
+/* After rank 0 has started afresh or resumed: its weights, Adam states and
+ * place in the run to every rank, which must have loaded the same data. */
+static void dist_start(run *r)
+{
+	if (p2p_dist_size() == 1)
+		return;
+	long mine[3] = { r->train.n, r->val.n, r->train.size }, first[3];
+	memcpy(first, mine, sizeof mine);
+	if (p2p_dist_bcast(first, sizeof first, 0))
+		p2p_die_lib();
+	if (memcmp(mine, first, sizeof mine))
+		p2p_die(1, "%s: rank %d reads %ld train and %ld val samples of %ldx%ld, rank 0 "
+		        "%ld and %ld of %ldx%ld: every rank needs the same data set", r->o->data,
+		        p2p_dist_rank(), mine[0], mine[1], mine[2], mine[2], first[0], first[1],
+		        first[2], first[2]);
+	p2p_params *ps[2] = { p2p_unet_params(r->t.G), p2p_patchgan_params(r->t.D) };
+	for (int i = 0; i < 2; i++) {
+		dist_bcast_floats(&r->t, ps[i]->data, ps[i]->total);
+		dist_bcast_floats(&r->t, ps[i]->m, ps[i]->total);
+		dist_bcast_floats(&r->t, ps[i]->v, ps[i]->total);
+	}
+	p2p_ckpt *ck = &r->ck;
+	struct {
+		long epoch, batch, step, best_epoch, saved_step, gsteps, dsteps;
+		double best, sums[P2P_CKPT_NSUMS];
+	} at = { ck->epoch, ck->batch, ck->step, ck->best_epoch, r->saved_step, r->t.ga.step,
+	         r->t.da.step, ck->best_val_l1, { 0 } };
+	memcpy(at.sums, ck->sums, sizeof at.sums);
+	if (p2p_dist_bcast(&at, sizeof at, 0))
+		p2p_die_lib();
+	ck->epoch = at.epoch;
+	ck->batch = at.batch;
+	ck->step = at.step;
+	ck->best_epoch = at.best_epoch;
+	ck->best_val_l1 = at.best;
+	memcpy(ck->sums, at.sums, sizeof at.sums);
+	r->saved_step = at.saved_step;
+	r->t.ga.step = at.gsteps;
+	r->t.da.step = at.dsteps;
+}
+
+/* A signal may reach the ranks at different steps: they stop together, at
+ * the first step after which any rank had seen one. The decision is this
+ * value, not stop_signal, which a signal may set in the meantime. */
+static int dist_agree_stop(void)
+{
+	int sig = stop_signal;
+	if (p2p_dist_max_int(&sig))
+		p2p_die_lib();
+	if (sig)
+		stop_signal = sig;      /* the ranks that saw none exit as the others do */
+	return sig;
+}
+
 /* Models, buffers and paths; the run folder once all of them exist. */
 static void run_open(run *r, const opts *o, const p2p_backend *be)
 {
@@ -841,7 +1040,7 @@ static void run_open(run *r, const opts *o, const p2p_backend *be)
 	                     path_in(o->out, "D_best.safetensors"),
 	                     path_in(o->out, "train.jsonl"), path_in(o->out, "samples") };
 	trainer_init(&r->t, o, be, S, r->train.n);
-	if (p2p_mkdirs(o->out))
+	if (leader() && p2p_mkdirs(o->out))
 		p2p_die_lib();
 	r->ck = (p2p_ckpt){ .g = *p2p_unet_config(r->t.G), .d = p2p_patchgan_default(S),
 	                    .n_train = r->train.n, .best_val_l1 = INFINITY, .seed = o->seed,
@@ -918,8 +1117,9 @@ static void run_resume(run *r)
 /* Why to stop now, or NULL. */
 static const char *stop_reason(const run *r)
 {
-	if (stop_signal)
-		return stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+	int sig = dist_agree_stop();
+	if (sig)
+		return sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM";
 	if (r->o->max_steps && r->ck.step >= r->o->max_steps)
 		return "--max-steps";
 	return NULL;
@@ -942,11 +1142,11 @@ static void epoch_end(run *r, double secs, long images, double lr_g, double lr_d
 	if (best) {
 		ck->best_val_l1 = vr->l1;
 		ck->best_epoch = e;
-		if (p2p_ckpt_save_g(r->rp.gbest, &ck->g, p2p_unet_params(r->t.G), e, vr->l1)
-		    || p2p_ckpt_save_d(r->rp.dbest, &ck->d, p2p_patchgan_params(r->t.D), e, vr->l1))
+		if (leader() && (p2p_ckpt_save_g(r->rp.gbest, &ck->g, p2p_unet_params(r->t.G), e, vr->l1)
+		    || p2p_ckpt_save_d(r->rp.dbest, &ck->d, p2p_patchgan_params(r->t.D), e, vr->l1)))
 			p2p_die_lib();
 	}
-	if (o->sample_every && e % o->sample_every == 0) {
+	if (o->sample_every && e % o->sample_every == 0 && leader()) {
 		char name[64];
 		snprintf(name, sizeof name, "epoch_%03ld.png", e);
 		char *path = path_in(r->rp.samples, name);
@@ -975,7 +1175,7 @@ static void epoch_end(run *r, double secs, long images, double lr_g, double lr_d
 	if (!line)
 		p2p_die(1, "out of memory");
 	log_push(&r->lg, line);
-	if (log_write(&r->lg))
+	if (leader() && log_write(&r->lg))
 		p2p_die_lib();
 	ck->epoch++;
 	ck->batch = 0;
@@ -1007,15 +1207,20 @@ static const char *run_epoch(run *r)
 	long images = 0;
 	while (ck->batch < r->nb) {
 		int n = ntr - first < o->batch ? ntr - first : (int)o->batch;
-		if (r->pl)
+		long lo, hi;                /* this rank's share of the batch */
+		p2p_dist_share(n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+		int mine = (int)(hi - lo);
+		if (r->pl) {
 			pipeline_take(r->pl, e, first, n);
-		else {
-			fill_batch(&r->t, &r->train, r->perm, e, first, n);
+		} else if (mine) {
+			fill_batch(&r->t, &r->train, r->perm, e, first + (int)lo, mine);
 			if (r->t.staged)
-				upload_batch(&r->t, n);
+				upload_batch(&r->t, mine);
 		}
 		double loss[P2P_CKPT_NSUMS];
-		train_step(&r->t, n, (uint64_t)e * ntr + first, (float)lr_g, (float)lr_d, loss);
+		train_step(&r->t, mine, n, (uint64_t)e * ntr + first + lo, (float)lr_g, (float)lr_d,
+		           loss);
+		dist_average_losses(loss, P2P_CKPT_NSUMS, mine, n);
 		for (int i = 0; i < P2P_CKPT_NSUMS; i++)
 			if (!isfinite(loss[i])) {
 				static const char *names[] = { "loss_D", "loss_G", "loss_G_GAN",
@@ -1081,6 +1286,11 @@ int main(int argc, char **argv)
 	opts o;
 	parse_opts(argc, argv, &o);
 	p2p_cuda_set_tf32(o.tf32);
+	if (p2p_dist_init(&argc, &argv))
+		p2p_die_lib();
+	dist_agree_seed(&o);
+	if (strcmp(o.device, "cuda") == 0 && p2p_dist_bind_gpu())
+		p2p_die_lib();
 	const p2p_backend *be = p2p_backend_get(o.device);
 	if (!be)
 		p2p_die_lib();          /* "cuda: ..." names the device */
@@ -1089,7 +1299,8 @@ int main(int argc, char **argv)
 	if (p2p_image_init(argv[0]))
 		p2p_die_lib();
 
-	run r = { .say = o.progress != 0, .bar = p2p_want_progress(o.progress) };
+	run r = { .say = o.progress != 0 && leader(),
+	          .bar = leader() && p2p_want_progress(o.progress) };
 	if (p2p_dataset_load(&r.train, o.data, "train", 0)
 	    || p2p_dataset_load(&r.val, o.data, "val", r.train.size))
 		p2p_die_lib();
@@ -1098,7 +1309,9 @@ int main(int argc, char **argv)
 		p2p_die(1, "%s: the images are %dx%d; the U-Net takes a power of two from 32 to 512",
 		        r.train.dir, S, S);
 	run_open(&r, &o, be);
-	run_resume(&r);
+	if (leader())
+		run_resume(&r);
+	dist_start(&r);
 	const char *why = NULL;
 	int status = 0;
 	if (r.ck.epoch >= o.epochs) {
@@ -1117,7 +1330,7 @@ int main(int argc, char **argv)
 		while (r.ck.epoch < o.epochs && !(why = run_epoch(&r)))
 			;
 		if (r.ck.epoch < o.epochs) {
-			if (r.say || stop_signal)
+			if (r.say || (stop_signal && leader()))
 				p2p_warn("stopped (%s) after step %ld: %s saved; run again to resume",
 				         why, r.ck.step, r.rp.last);
 			/* a signal: not done, and the caller (make, a job script) should know */
@@ -1129,5 +1342,6 @@ int main(int argc, char **argv)
 	}
 	report_device(&r);
 	run_close(&r);
+	p2p_dist_finalize();
 	return status;
 }

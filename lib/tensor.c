@@ -7,9 +7,8 @@
 
 #include "err.h"
 
-/* The Makefile defines P2P_CUDA wherever nvcc is found; the backend itself
- * exists once lib/ops_cuda.cu does. */
-#if defined(P2P_CUDA) && __has_include("ops_cuda.cu")
+/* The Makefile defines P2P_CUDA when it builds the CUDA objects. */
+#ifdef P2P_CUDA
 #define HAVE_CUDA_BACKEND 1
 #else
 #define HAVE_CUDA_BACKEND 0
