@@ -22,6 +22,7 @@
 #include "layers.h"
 #include "metrics.h"
 #include "models.h"
+#include "ops_cuda.h"
 #include "progress.h"
 #include "rng.h"
 #include "schedule.h"
@@ -31,6 +32,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -57,6 +59,7 @@ static const char usage_text[] =
 	"  --sample-every N     sample grid every N epochs (10; 0 = never)\n"
 	"  --checkpoint-every N also checkpoint every N steps inside an epoch (0 = off)\n"
 	"  --device cpu|cuda    where to compute (cpu)\n"
+	"  --no-tf32            strict FP32 matrix products on the GPU (TF32 is the default)\n"
 	"  --threads N          CPU threads (the libraries' default)\n"
 	"  --seed N             seed of every random draw (42)\n"
 	"  --no-resume          start over: remove RUN's checkpoints and log first\n"
@@ -73,12 +76,14 @@ typedef struct {
 	double lambda_l1, lambda_perc, lr, lr_d, beta1, beta2;
 	unsigned long long seed;
 	int resume, progress;       /* progress: -1 auto, 0 quiet, 1 forced */
+	int tf32;                   /* TF32 matrix products on the GPU */
+	int pipeline;               /* P2P_PIPELINE: 1 on, 0 off, -1 on a GPU only */
 } opts;
 
 enum {
 	O_DATA = 256, O_OUT, O_EPOCHS, O_BATCH, O_L1, O_PERC, O_VGG, O_LR, O_LRD, O_B1, O_B2,
 	O_T0, O_TMULT, O_NGF, O_NDF, O_SAMPLE, O_CKPT, O_DEVICE, O_THREADS, O_SEED,
-	O_NORESUME, O_MAXSTEPS, O_QUIET, O_PROGRESS, O_VERSION
+	O_NORESUME, O_MAXSTEPS, O_QUIET, O_PROGRESS, O_VERSION, O_NOTF32
 };
 
 static void parse_opts(int argc, char **argv, opts *o)
@@ -94,6 +99,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 		{ "ndf", required_argument, 0, O_NDF }, { "sample-every", required_argument, 0, O_SAMPLE },
 		{ "checkpoint-every", required_argument, 0, O_CKPT },
 		{ "device", required_argument, 0, O_DEVICE }, { "threads", required_argument, 0, O_THREADS },
+		{ "no-tf32", no_argument, 0, O_NOTF32 },
 		{ "seed", required_argument, 0, O_SEED }, { "no-resume", no_argument, 0, O_NORESUME },
 		{ "max-steps", required_argument, 0, O_MAXSTEPS }, { "quiet", no_argument, 0, O_QUIET },
 		{ "progress", no_argument, 0, O_PROGRESS }, { "help", no_argument, 0, 'h' },
@@ -102,7 +108,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 	*o = (opts){ .device = "cpu", .epochs = 100, .batch = 24, .t0 = 50, .tmult = 2,
 	             .ngf = 64, .ndf = 64, .sample_every = 10, .lambda_l1 = 150,
 	             .lambda_perc = 2, .lr = 2e-4, .lr_d = 1e-4, .beta1 = 0.5, .beta2 = 0.999,
-	             .seed = 42, .resume = 1, .progress = -1 };
+	             .seed = 42, .resume = 1, .progress = -1, .tf32 = 1 };
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
@@ -130,6 +136,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 				p2p_usage_error("--device: expected cpu or cuda, got '%s'", optarg);
 			o->device = optarg;
 			break;
+		case O_NOTF32: o->tf32 = 0; break;
 		case O_THREADS: o->threads = p2p_opt_long("--threads", optarg, 1, 4096); break;
 		case O_SEED: o->seed = (unsigned long long)p2p_opt_long("--seed", optarg, 0, LONG_MAX); break;
 		case O_NORESUME: o->resume = 0; break;
@@ -147,6 +154,10 @@ static void parse_opts(int argc, char **argv, opts *o)
 	}
 	if (optind < argc)
 		p2p_usage_error("unexpected argument '%s'", argv[optind]);
+	/* the input pipeline runs on a GPU; the tests also run it on the CPU,
+	 * whose run it must not change by a bit */
+	const char *pe = getenv("P2P_PIPELINE");
+	o->pipeline = pe && !strcmp(pe, "1") ? 1 : pe && !strcmp(pe, "0") ? 0 : -1;
 	if (!o->data || !o->out)
 		p2p_usage_error("--data ROOT and --out RUN are both required");
 	if (o->lambda_perc > 0 && !o->vgg16)
@@ -246,7 +257,11 @@ typedef struct {
 	float *xd;                  /* D's input, (2 bm, 4, S, S): [A|real ; A|fake] */
 	float *dd, *dxd, *dfake;    /* gradients: D's output, D's input, G's output */
 	float *freal, *dfeat;       /* VGG features of the real batch, their gradient */
-	float *ha, *hb;             /* host staging for a and b (== a, b on the CPU) */
+	float *ha, *hb;             /* host staging for a and b (== a, b on the CPU;
+	                             * page-locked elsewhere, hb right after ha as b
+	                             * after a, so that a batch is one upload) */
+	int staged;                 /* ha is not a: a batch is uploaded from it */
+	int pinned;                 /* ha came from p2p_cuda_host_alloc */
 	float *hout;                /* host copy of G's output (validation) */
 	uint64_t seed_aug, seed_drop;
 } trainer;
@@ -257,6 +272,27 @@ static float *balloc(const p2p_backend *be, size_t n)
 	if (!p)
 		p2p_die_lib();
 	return p;
+}
+
+/* The host side of a batch: the batch buffers themselves on the CPU; on a
+ * GPU, page-locked memory (uploads run at the bus's speed from it, and the
+ * input pipeline fills it), or plain memory where none can be had. */
+static void stage_alloc(trainer *t)
+{
+	size_t n = (size_t)t->bm * 4 * t->ss;
+	t->staged = !t->cpu || t->o->pipeline == 1;
+	if (!t->staged) {
+		t->ha = t->a;
+	} else if (t->cpu) {
+		t->ha = malloc(n * sizeof(float));
+	} else if ((t->ha = p2p_cuda_host_alloc(n * sizeof(float)))) {
+		t->pinned = 1;
+	} else {
+		if (t->o->progress != 0)
+			p2p_warn("%s; going on with pageable memory", p2p_errmsg());
+		t->ha = malloc(n * sizeof(float));
+	}
+	t->hb = t->ha ? t->ha + (size_t)t->bm * t->ss : NULL;
 }
 
 /* ---- data parallelism (lib/dist.h; one rank without MPI) ----
@@ -357,8 +393,8 @@ static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int s
 	t->pp = (size_t)t->P * t->P;
 	t->nfeat = 256 * (t->ss / 16);
 	size_t bm = t->bm;
-	t->a = balloc(be, bm * t->ss);
-	t->b = balloc(be, bm * 3 * t->ss);
+	t->a = balloc(be, bm * 4 * t->ss);
+	t->b = t->a + bm * t->ss;
 	t->xd = balloc(be, 2 * bm * 4 * t->ss);
 	t->dd = balloc(be, 2 * bm * t->pp);
 	t->dxd = balloc(be, bm * 4 * t->ss);
@@ -367,8 +403,7 @@ static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int s
 		t->freal = balloc(be, bm * t->nfeat);
 		t->dfeat = balloc(be, bm * t->nfeat);
 	}
-	t->ha = t->cpu ? t->a : malloc(bm * t->ss * sizeof(float));
-	t->hb = t->cpu ? t->b : malloc(bm * 3 * t->ss * sizeof(float));
+	stage_alloc(t);
 	t->hout = malloc(bm * 3 * t->ss * sizeof(float));
 	if (!t->ha || !t->hb || !t->hout)
 		p2p_die(1, "out of memory");
@@ -381,12 +416,12 @@ static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int s
 static void trainer_free(trainer *t)
 {
 	const p2p_backend *be = t->be;
-	if (!t->cpu) {
+	if (t->pinned)
+		p2p_cuda_host_free(t->ha);
+	else if (t->staged)
 		free(t->ha);
-		free(t->hb);
-	}
 	free(t->hout);
-	float *bufs[] = { t->a, t->b, t->xd, t->dd, t->dxd, t->dfake, t->freal, t->dfeat };
+	float *bufs[] = { t->a, t->xd, t->dd, t->dxd, t->dfake, t->freal, t->dfeat };
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		be->free(bufs[i]);
 	p2p_unet_free(t->G);
@@ -442,17 +477,142 @@ static void load_range(void *ctx, long j0, long j1)
 	}
 }
 
-static void load_batch(trainer *t, const p2p_dataset *ds, const int *perm, long epoch,
+/* Into t->ha, t->hb, on the backend's pool: its workers sleep between
+ * jobs, leaving the cores to the GEMMs, where OpenMP's would spin. */
+static void fill_batch(trainer *t, const p2p_dataset *ds, const int *perm, long epoch,
                        int first, int n)
 {
-	/* the backend's pool: its workers sleep between jobs, leaving the cores
-	 * to the GEMMs, where OpenMP's would spin */
 	batch_job b = { t, ds, perm, epoch, first };
 	p2p_pool_run(n, p2p_pool_threads(), load_range, &b);
-	if (!t->cpu) {
-		t->be->upload(t->a, t->ha, n * t->ss);
-		t->be->upload(t->b, t->hb, n * 3 * t->ss);
+}
+
+/* The staged batch to the backend: A and B in one transfer (A's rows past
+ * n are stale and unused). */
+static void upload_batch(trainer *t, int n)
+{
+	t->be->upload(t->a, t->ha, (size_t)t->bm * t->ss + (size_t)n * 3 * t->ss);
+}
+
+/* ---- the input pipeline of a GPU run ----
+ * A thread of its own assembles the next batch (the epoch's next samples,
+ * flipped and jittered on the CPU pool) into the page-locked staging memory
+ * while the GPU trains on the current one (this rank's share of it, with
+ * MPI); taking a batch is then one upload, and asks for the one after it:
+ * the next of the epoch, or the first of the next epoch. What a batch holds
+ * depends on (epoch, position) alone, so the batches are the CPU run's,
+ * whenever and wherever they are made. */
+enum { PL_IDLE, PL_ASKED, PL_READY };
+
+typedef struct {
+	trainer *t;
+	const p2p_dataset *ds;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int state;                  /* PL_*: ASKED while the thread fills the staging */
+	int quit;
+	long epoch;                 /* the batch asked for, or staged */
+	int first, n;
+	int *perm;                  /* epoch perm_epoch's order, the thread's own */
+	long perm_epoch;
+} pipeline;
+
+static void *pipeline_main(void *arg)
+{
+	pipeline *pl = arg;
+	pthread_mutex_lock(&pl->mu);
+	for (;;) {
+		while (pl->state != PL_ASKED && !pl->quit)
+			pthread_cond_wait(&pl->cv, &pl->mu);
+		if (pl->quit)
+			break;
+		long e = pl->epoch, lo, hi;
+		int first = pl->first, n = pl->n;
+		pthread_mutex_unlock(&pl->mu);
+		if (pl->perm_epoch != e) {
+			epoch_order(pl->perm, pl->ds->n, pl->t->o->seed, e);
+			pl->perm_epoch = e;
+		}
+		p2p_dist_share(n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+		if (hi > lo)
+			fill_batch(pl->t, pl->ds, pl->perm, e, first + (int)lo, (int)(hi - lo));
+		pthread_mutex_lock(&pl->mu);
+		pl->state = PL_READY;
+		pthread_cond_broadcast(&pl->cv);
 	}
+	pthread_mutex_unlock(&pl->mu);
+	return NULL;
+}
+
+static pipeline *pipeline_open(trainer *t, const p2p_dataset *ds)
+{
+	pipeline *pl = calloc(1, sizeof *pl);
+	if (!pl || !(pl->perm = malloc(ds->n * sizeof *pl->perm)))
+		p2p_die(1, "out of memory");
+	pl->t = t;
+	pl->ds = ds;
+	pl->perm_epoch = -1;
+	pthread_mutex_init(&pl->mu, NULL);
+	pthread_cond_init(&pl->cv, NULL);
+	/* signals go to the main thread, which stops the run cleanly */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&pl->th, NULL, pipeline_main, pl);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc)
+		p2p_die(1, "cannot start the input thread: %s", strerror(rc));
+	return pl;
+}
+
+/* Waits for a batch being made (it writes the staging memory) to finish. */
+static void pipeline_close(pipeline *pl)
+{
+	if (!pl)
+		return;
+	pthread_mutex_lock(&pl->mu);
+	pl->quit = 1;
+	pthread_cond_broadcast(&pl->cv);
+	pthread_mutex_unlock(&pl->mu);
+	pthread_join(pl->th, NULL);
+	pthread_mutex_destroy(&pl->mu);
+	pthread_cond_destroy(&pl->cv);
+	free(pl->perm);
+	free(pl);
+}
+
+/* Caller holds mu; no batch is being made. */
+static void pipeline_ask(pipeline *pl, long e, int first, int n)
+{
+	pl->epoch = e, pl->first = first, pl->n = n;
+	pl->state = PL_ASKED;
+	pthread_cond_broadcast(&pl->cv);
+}
+
+/* This rank's share of batch (e, first, n) to the backend, then the next
+ * batch asked for. */
+static void pipeline_take(pipeline *pl, long e, int first, int n)
+{
+	pthread_mutex_lock(&pl->mu);
+	for (;;) {
+		while (pl->state == PL_ASKED)
+			pthread_cond_wait(&pl->cv, &pl->mu);
+		if (pl->state == PL_READY && pl->epoch == e && pl->first == first && pl->n == n)
+			break;
+		pipeline_ask(pl, e, first, n);      /* the first batch of a run */
+	}
+	pthread_mutex_unlock(&pl->mu);
+	long lo, hi;                            /* this rank's share */
+	p2p_dist_share(n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+	if (hi > lo)
+		upload_batch(pl->t, (int)(hi - lo));    /* returns once the staging is free */
+	int ntr = pl->ds->n, next = first + n;
+	long batch = pl->t->o->batch;
+	if (next >= ntr)
+		next = 0, e++;
+	pthread_mutex_lock(&pl->mu);
+	pipeline_ask(pl, e, next, ntr - next < batch ? ntr - next : (int)batch);
+	pthread_mutex_unlock(&pl->mu);
 }
 
 enum { L_D, L_G, L_GAN, L_L1, L_PERC };
@@ -791,6 +951,7 @@ typedef struct {
 	train_log lg;
 	val_result vr;
 	int *perm;              /* the epoch's order of the train set */
+	pipeline *pl;           /* the input pipeline of a GPU run, or NULL */
 	int nb;                 /* batches per epoch */
 	int say, bar;           /* messages, progress bar */
 } run;
@@ -894,6 +1055,8 @@ static void run_open(run *r, const opts *o, const p2p_backend *be)
 	if (!r->vr.gen || !r->perm)
 		p2p_die(1, "out of memory");
 	r->nb = (int)((r->train.n + o->batch - 1) / o->batch);
+	if (r->t.staged && o->pipeline != 0)
+		r->pl = pipeline_open(&r->t, &r->train);
 }
 
 /* Go on from RUN/last_checkpoint.safetensors if there is one (and it may be
@@ -1047,8 +1210,13 @@ static const char *run_epoch(run *r)
 		long lo, hi;                /* this rank's share of the batch */
 		p2p_dist_share(n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
 		int mine = (int)(hi - lo);
-		if (mine)
-			load_batch(&r->t, &r->train, r->perm, e, first + (int)lo, mine);
+		if (r->pl) {
+			pipeline_take(r->pl, e, first, n);
+		} else if (mine) {
+			fill_batch(&r->t, &r->train, r->perm, e, first + (int)lo, mine);
+			if (r->t.staged)
+				upload_batch(&r->t, mine);
+		}
 		double loss[P2P_CKPT_NSUMS];
 		train_step(&r->t, mine, n, (uint64_t)e * ntr + first + lo, (float)lr_g, (float)lr_d,
 		           loss);
@@ -1086,8 +1254,18 @@ static const char *run_epoch(run *r)
 	return stop_reason(r);
 }
 
+/* On a GPU: which one, and the backend's peak memory (weights, Adam,
+ * activations, workspace), for people sizing a run. */
+static void report_device(const run *r)
+{
+	if (r->say && strcmp(r->t.be->name, "cuda") == 0)
+		p2p_warn("%s: %.0f MiB of GPU memory at most", p2p_cuda_device_name(),
+		         p2p_cuda_mem_peak() / 1048576.0);
+}
+
 static void run_close(run *r)
 {
+	pipeline_close(r->pl);      /* before the staging memory goes */
 	free(r->perm);
 	free(r->vr.gen);
 	log_free(&r->lg);
@@ -1107,6 +1285,7 @@ int main(int argc, char **argv)
 	p2p_cli_init(argv[0]);
 	opts o;
 	parse_opts(argc, argv, &o);
+	p2p_cuda_set_tf32(o.tf32);
 	if (p2p_dist_init(&argc, &argv))
 		p2p_die_lib();
 	dist_agree_seed(&o);
@@ -1161,6 +1340,7 @@ int main(int argc, char **argv)
 			         r.ck.best_val_l1, r.ck.best_epoch, r.rp.gbest);
 		}
 	}
+	report_device(&r);
 	run_close(&r);
 	p2p_dist_finalize();
 	return status;

@@ -130,6 +130,18 @@ struct p2p_backend {
 	 * p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). */
 	void (*adam)(float *p, const float *g, float *m, float *v, size_t n,
 	             float lr, float beta1, float beta2, float eps, float wd, long step);
+
+	/* ---- convolution chunks (0 and NULL: conv.c's defaults) ----
+	 * conv_chunk_cols: the columns a chunk's GEMM should get at least, when
+	 * the batch allows (0: conv.c's CHUNK_COLS); a GPU wants wide products.
+	 * conv_ws: workspace of the backend's own, which conv.c then uses instead
+	 * of the caller's: `want` floats are asked for (the preferred chunk),
+	 * `need` (one image) at least; it returns backend memory and sets *got,
+	 * need <= *got <= want, or NULL (conv.c then uses the caller's). Valid
+	 * until the next call; *got must depend on need and want alone, so that
+	 * the chunks, hence the results, do not depend on what ran before. */
+	int conv_chunk_cols;
+	float *(*conv_ws)(size_t need, size_t want, size_t *got);
 };
 
 /* The backends built into this binary. p2p_backend_get("cpu" | "cuda") runs

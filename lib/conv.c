@@ -9,7 +9,8 @@
 #include "layers.h"
 
 /* A chunk's GEMM gets at least this many columns when the batch allows
- * (bench/conv measures the choice; -DCHUNK_COLS=N to try another). */
+ * (bench/conv measures the choice; -DCHUNK_COLS=N to try another), unless
+ * the backend asks for another number (conv_chunk_cols). */
 #ifndef CHUNK_COLS
 #define CHUNK_COLS 1024
 #endif
@@ -71,17 +72,17 @@ static size_t ws_need(const p2p_conv *g, int nb)
 	return cols * col_rows(g) + (nb > 1 ? cols * swap_chans(g) : 0);
 }
 
-static int chunk_pref(const p2p_conv *g)
+static int chunk_pref(const p2p_conv *g, long chunk_cols)
 {
 	long p = gemm_cols(g);
-	long nb = (CHUNK_COLS + p - 1) / p;
+	long nb = (chunk_cols + p - 1) / p;
 	return nb < g->n ? (int)nb : g->n;
 }
 
 /* The largest chunk up to the preferred one that fits ws_n; 0 if none. */
-static int chunk_for(const p2p_conv *g, size_t ws_n)
+static int chunk_fit(const p2p_conv *g, size_t ws_n, long chunk_cols)
 {
-	int nb = chunk_pref(g);
+	int nb = chunk_pref(g, chunk_cols);
 	while (nb > 0 && ws_need(g, nb) > ws_n)
 		nb--;
 	if (nb == 0)
@@ -89,7 +90,23 @@ static int chunk_for(const p2p_conv *g, size_t ws_n)
 	return nb;
 }
 
-size_t p2p_conv_ws(const p2p_conv *g) { return ws_need(g, chunk_pref(g)); }
+/* The chunk for g on be, and its workspace: the backend's own where it has
+ * one (*ws, *ws_n replaced), else the caller's. */
+static int chunk_for(const p2p_backend *be, const p2p_conv *g, float **ws, size_t *ws_n)
+{
+	long cols = be->conv_chunk_cols > 0 ? be->conv_chunk_cols : CHUNK_COLS;
+	if (be->conv_ws) {
+		size_t got = 0;
+		float *w = be->conv_ws(ws_need(g, 1), ws_need(g, chunk_pref(g, cols)), &got);
+		if (w) {
+			*ws = w;
+			*ws_n = got;
+		}
+	}
+	return chunk_fit(g, *ws_n, cols);
+}
+
+size_t p2p_conv_ws(const p2p_conv *g) { return ws_need(g, chunk_pref(g, CHUNK_COLS)); }
 size_t p2p_conv_ws_min(const p2p_conv *g) { return ws_need(g, 1); }
 
 size_t p2p_conv_flops(const p2p_conv *g)
@@ -101,7 +118,7 @@ int p2p_conv2d_forward(const p2p_backend *be, const p2p_conv *g, float *y,
                        const float *x, const float *w, const float *b,
                        float *ws, size_t ws_n)
 {
-	int nb = chunk_for(g, ws_n);
+	int nb = chunk_for(be, g, &ws, &ws_n);
 	if (!nb)
 		return -1;
 	long p = gemm_cols(g), kk = col_rows(g);
@@ -127,7 +144,7 @@ int p2p_conv2d_backward(const p2p_backend *be, const p2p_conv *g,
                         float *dx, float *dw, float *db, const float *dy,
                         const float *x, const float *w, float *ws, size_t ws_n)
 {
-	int nb = chunk_for(g, ws_n);
+	int nb = chunk_for(be, g, &ws, &ws_n);
 	if (!nb)
 		return -1;
 	long p = gemm_cols(g), kk = col_rows(g);
@@ -166,7 +183,7 @@ int p2p_convt2d_forward(const p2p_backend *be, const p2p_conv *g, float *y,
                         const float *x, const float *w, const float *b,
                         float *ws, size_t ws_n)
 {
-	int nb = chunk_for(g, ws_n);
+	int nb = chunk_for(be, g, &ws, &ws_n);
 	if (!nb)
 		return -1;
 	long p = gemm_cols(g), kk = col_rows(g);
@@ -195,7 +212,7 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
                          float *dx, float *dw, float *db, const float *dy,
                          const float *x, const float *w, float *ws, size_t ws_n)
 {
-	int nb = chunk_for(g, ws_n);
+	int nb = chunk_for(be, g, &ws, &ws_n);
 	if (!nb)
 		return -1;
 	long p = gemm_cols(g), kk = col_rows(g);
