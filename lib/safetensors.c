@@ -656,3 +656,16 @@ int p2p_st_load_params(const p2p_st *st, const p2p_params *ps, const char *prefi
 	}
 	return 0;
 }
+
+int p2p_st_meta_int(const p2p_st *st, const char *path, const char *key, int *out)
+{
+	const char *s = p2p_st_meta(st, key);
+	if (!s)
+		return p2p_err("%s: no \"%s\" in the metadata", path, key);
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (end == s || *end || v < 0 || v > 1 << 20)
+		return p2p_err("%s: metadata \"%s\": bad value \"%s\"", path, key, s);
+	*out = (int)v;
+	return 0;
+}
