@@ -62,10 +62,10 @@ $(RUN)/eval/metrics.json: $(RUN)/train.done | $(TOOLS)
 
 # ---- the demo: synthetic cats, 64x64, a few minutes on two CPU cores ----
 DEMO         ?= demo
-DEMO_N       ?= 600
-DEMO_EPOCHS  ?= 20
+DEMO_N       ?= 1200
+DEMO_EPOCHS  ?= 8
 DEMO_FLAGS   ?= --epochs $(DEMO_EPOCHS) --batch 8 --ngf 32 --ndf 32 --lambda-perc 0 \
-                --t0 $(DEMO_EPOCHS) --sample-every 5
+                --t0 $(DEMO_EPOCHS) --sample-every 2
 
 $(DEMO)/catflw/labels: | $(TOOLS)
 	$(BIN)/catflw-synth -o $(DEMO)/catflw -n $(DEMO_N) -s 256 --seed 1
