@@ -211,7 +211,7 @@ tree_sum() {
 	run -0 --separate-stderr make -s -C "$TOP" slurm-pipeline CATFLW=c DATA=d RUN=r SIZE=64 \
 		DEVICE=cuda TRAIN_FLAGS="--epochs 3" SLURM_FLAGS="--shards 2 --dry-run"
 	[ "${lines[0]}" = "prep 1001" ] && [ "${lines[4]}" = "metrics 1005" ]
-	[[ ${stderr_lines[0]} == *"--export=ALL,P2P_BIN=$TOP/build/bin "*" --array=0-1 "*"/prep.sbatch --catflw c --prep d.prep --size 64 --sigma 2.0" ]]
+	[[ ${stderr_lines[0]} == *"--export=ALL,P2P_BIN=$P2P_BIN "*" --array=0-1 "*"/prep.sbatch --catflw c --prep d.prep --size 64 --sigma 2.0" ]]
 	[[ ${stderr_lines[2]} == *"/train.sbatch --data d --run r --device cuda --epochs 3" ]]
 }
 
@@ -255,7 +255,7 @@ tree_sum() {
 
 # train_job RUN EPOCHS: submit a training job on the prepared set; its id in $job
 train_job() {
-	job=$(sbatch --parsable --cpus-per-task=1 --export="ALL,P2P_BIN=$TOP/build/bin" \
+	job=$(sbatch --parsable --cpus-per-task=1 --export="ALL,P2P_BIN=$P2P_BIN" \
 		-o "$1.out" "$SLURM/train.sbatch" --data data --run "$1" --epochs "$2" $TINY \
 		--checkpoint-every 1)
 }
@@ -297,7 +297,7 @@ wait_for() {
 	[ ! -e run/train.done ]
 	# Slurm holds a requeued job back two minutes: not this one
 	scontrol update jobid="$job" StartTime=now
-	wait_jobs 90 "$job"
+	wait_jobs 300 "$job"
 	[ "$(job_state "$job")" = COMPLETED ]
 	grep -q "^p2p-train: resuming run/last_checkpoint.safetensors at epoch [0-9]*, step [0-9]*$" run.out
 	[ -f run/train.done ]
