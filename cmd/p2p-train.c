@@ -1042,6 +1042,11 @@ static void run_open(run *r, const opts *o, const p2p_backend *be)
 	trainer_init(&r->t, o, be, S, r->train.n);
 	if (leader() && p2p_mkdirs(o->out))
 		p2p_die_lib();
+	if (leader()) {
+		/* what a run killed mid-write left beside its files */
+		p2p_afile_sweep(o->out);
+		p2p_afile_sweep(r->rp.samples);
+	}
 	r->ck = (p2p_ckpt){ .g = *p2p_unet_config(r->t.G), .d = p2p_patchgan_default(S),
 	                    .n_train = r->train.n, .best_val_l1 = INFINITY, .seed = o->seed,
 	                    .config = config_json(o, S) };

@@ -83,9 +83,9 @@ loads() {
 	cmp "$ref/D_best.safetensors" run/D_best.safetensors
 	diff <(sed -E 's/,"seconds":[^,}]*//; s/,"images_per_s":[^,}]*//' "$ref/train.jsonl") \
 		<(sed -E 's/,"seconds":[^,}]*//; s/,"images_per_s":[^,}]*//' run/train.jsonl)
-	# what a kill can leave is a temp file beside its target, never in its place
+	# what a kill leaves is a temp file beside its target, never in its place,
+	# and the resumed run sweeps those away
 	local stale
-	stale=$(cd run && find . -name '.*' ! -name . -printf '%f\n')
-	echo "# temp files left by the kills: $(echo "$stale" | grep -c . || true)"
-	[ -z "$(echo "$stale" | grep -vE '^\.(last_checkpoint|G_best|D_best)\.safetensors\.tmp\.[A-Za-z0-9]{6}$|^\.train\.jsonl\.tmp\.[A-Za-z0-9]{6}$|^$')" ]
+	stale=$(cd run && find . -name '.*' ! -name . -printf '%p\n')
+	[ -z "$stale" ] || { echo "temp files left: $stale"; return 1; }
 }

@@ -87,6 +87,12 @@ static void atomic_write_leaves_no_temp(void)
 	free(buf);
 	CHECK(p2p_write_file("/nonexistent-dir/x", "x", 1) == -1);
 	CHECK(strncmp(p2p_errmsg(), "/nonexistent-dir/x: cannot create", 33) == 0);
+	/* a killed writer's temp file is swept; other dot files stay */
+	CHECK(p2p_write_file(tmp(".a.txt.tmp.Ab12Cd"), "x", 1) == 0);
+	CHECK(p2p_write_file(tmp(".keep"), "x", 1) == 0);
+	CHECK(p2p_afile_sweep(dir) == 1);
+	CHECK(access(tmp(".a.txt.tmp.Ab12Cd"), F_OK) != 0 && access(tmp(".keep"), F_OK) == 0);
+	CHECK(p2p_afile_sweep(tmp("no-such-folder")) == 0);
 	CHECK(p2p_mkdirs(tmp("d1/d2/d3")) == 0);
 	CHECK(p2p_mkdirs(tmp("d1/d2/d3")) == 0);
 	CHECK(p2p_mkdirs(tmp("a.txt")) == -1);
