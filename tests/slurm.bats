@@ -298,7 +298,8 @@ wait_for() {
 	# Slurm holds a requeued job back two minutes: not this one
 	scontrol update jobid="$job" StartTime=now
 	wait_jobs 300 "$job"
-	[ "$(job_state "$job")" = COMPLETED ]
+	[ "$(job_state "$job")" = COMPLETED ] ||
+		{ echo "state: $(job_state "$job")"; tail -n 5 run.out; return 1; }
 	grep -q "^p2p-train: resuming run/last_checkpoint.safetensors at epoch [0-9]*, step [0-9]*$" run.out
 	[ -f run/train.done ]
 	cmp whole/last_checkpoint.safetensors run/last_checkpoint.safetensors
