@@ -62,10 +62,10 @@ $(RUN)/eval/metrics.json: $(RUN)/train.done | $(TOOLS)
 
 # ---- the demo: synthetic cats, 64x64, a few minutes on two CPU cores ----
 DEMO         ?= demo
-DEMO_N       ?= 600
-DEMO_EPOCHS  ?= 20
+DEMO_N       ?= 1200
+DEMO_EPOCHS  ?= 8
 DEMO_FLAGS   ?= --epochs $(DEMO_EPOCHS) --batch 8 --ngf 32 --ndf 32 --lambda-perc 0 \
-                --t0 $(DEMO_EPOCHS) --sample-every 5
+                --t0 $(DEMO_EPOCHS) --sample-every 2
 
 $(DEMO)/catflw/labels: | $(TOOLS)
 	$(BIN)/catflw-synth -o $(DEMO)/catflw -n $(DEMO_N) -s 256 --seed 1
@@ -85,3 +85,15 @@ demo: deps
 
 demo-clean:
 	rm -rf $(DEMO)
+
+# ---- the same chain as Slurm jobs (scripts/slurm/pipeline --help) ----
+#   make slurm-pipeline CATFLW=DIR DATA=... RUN=... [SLURM_FLAGS="--shards 16 --train-sbatch '--time=1-0 --gres=gpu:1'"]
+# Submits and returns; the jobs write what make data, train and eval write
+# (SLURM_FLAGS="--from train" without CATFLW when DATA is made already).
+SLURM_FLAGS ?=
+
+.PHONY: slurm-pipeline
+slurm-pipeline: | $(TOOLS)
+	scripts/slurm/pipeline $(if $(CATFLW),--catflw $(CATFLW)) --data $(DATA) --run $(RUN) \
+	  --size $(SIZE) --sigma $(SIGMA) --device $(DEVICE) --train-flags "$(TRAIN_FLAGS)" \
+	  --bin $(BIN) $(if $(VGG16),--vgg16 $(VGG16)) $(SLURM_FLAGS)

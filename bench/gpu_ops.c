@@ -15,7 +15,9 @@
 #include "cli.h"
 #include "err.h"
 #include "layers.h"
+#include "models.h"
 #include "ops_cuda.h"
+#include "rng.h"
 #include "tensor.h"
 
 typedef struct {
@@ -293,6 +295,41 @@ static void bench_pieces(void)
 	be->free(x), be->free(col), be->free(w), be->free(y);
 }
 
+/* Generation as p2p-gen runs it on a batch: G forward with dropout off,
+ * the images back to the host (their 8-bit encoding is the CPU's). */
+static void bench_generate(void)
+{
+	p2p_unet_cfg cfg = p2p_unet_default(opt.size);
+	p2p_unet *g = p2p_unet_new(be, &cfg, opt.batch);
+	if (!g)
+		p2p_die_lib();
+	p2p_rng r;
+	p2p_rng_seed(&r, 1);
+	if (p2p_params_init(p2p_unet_params(g), &r, 0.02f))
+		p2p_die_lib();
+	size_t nx = (size_t)opt.batch * opt.size * opt.size;
+	float *x = brand(nx), *host = malloc(3 * nx * sizeof *host);
+	if (!host)
+		p2p_die(1, "out of memory");
+	double t = 0;
+	for (int it = -1; it < opt.iters; it++) {
+		be->sync();
+		double t0 = now();
+		const float *y = p2p_unet_forward(g, x, opt.batch, 0, 0, 0);
+		if (!y)
+			p2p_die_lib();
+		be->download(host, y, 3 * nx);
+		if (it >= 0)
+			t += (now() - t0) / opt.iters;
+	}
+	check_status();
+	printf("generation (G forward, images to the host), batch %d: %.2f ms -> %.1f images/s\n",
+	       opt.batch, t * 1e3, opt.batch / t);
+	free(host);
+	be->free(x);
+	p2p_unet_free(g);
+}
+
 static void usage(void)
 {
 	printf("usage: gpu_ops [--device cuda|cpu] [--size 256] [--batch 24] [--iters 5] [--no-tf32]\n");
@@ -359,6 +396,7 @@ int main(int argc, char **argv)
 	printf("convolutions of one training step: %.1f ms -> at most %.1f images/s\n",
 	       step * 1e3, opt.batch / step);
 	be->free(ws);
+	bench_generate();
 	bench_memops();
 	bench_pieces();
 	if (gpu)

@@ -8,7 +8,8 @@ needs numpy, and torchvision for nothing.
     torch_ref.py init    --seed N --ngf F --ndf F --size S -o OUT.safetensors
     torch_ref.py grads   --model G|D --weights W.safetensors --input IN.safetensors -o OUT.safetensors
     torch_ref.py step    --weights W.safetensors --input IN.safetensors -o OUT.safetensors [--vgg16 V] ...
-    torch_ref.py bench   --what train|gen --size S --batch N --threads T [--steps N] [--perc/--no-perc] ...
+    torch_ref.py bench   --what train|gen --size S --batch N --threads T [--steps N] [--perc/--no-perc]
+                         [--device cpu|cuda] [--no-tf32] [--no-cudnn-benchmark] ...
     torch_ref.py selftest
 
 Checkpoint naming contract
@@ -389,23 +390,49 @@ def _threads(n):
 
 
 def bench(what="train", size=256, batch=4, threads=2, steps=3, warmup=1, perc=True,
-          ngf=64, ndf=64, vgg16=None, seed=0):
+          ngf=64, ndf=64, vgg16=None, seed=0, device="cpu", tf32=True, cudnn_benchmark=True):
     """Time training steps or generation on random data; the median over the
     steps of wall-clock and process CPU seconds. Returns a dict with
-    images_per_s."""
+    images_per_s (and, on a GPU, the peak memory PyTorch's allocator held for
+    tensors and reserved in all).
+
+    On a GPU: cuDNN autotuning on unless cudnn_benchmark is False; TF32 for
+    the convolutions as PyTorch's default unless tf32 is False (the matrix
+    products outside convolutions follow the same switch). A training step
+    ends with its losses read back (.item()), as p2p-train's do; generation
+    includes the copy of the 8-bit images to the host, which p2p-gen needs."""
     _threads(threads)
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    if cuda:
+        if not torch.cuda.is_available():
+            raise RuntimeError("torch sees no CUDA device")
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.manual_seed(seed)
     G, D = init_models(size, ngf, ndf, seed)
-    A = torch.rand(batch, 1, size, size) * 2 - 1
-    B = torch.rand(batch, 3, size, size) * 2 - 1
+    G, D = G.to(dev), D.to(dev)
+    A = (torch.rand(batch, 1, size, size) * 2 - 1).to(dev)
+    B = (torch.rand(batch, 3, size, size) * 2 - 1).to(dev)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     times, cpu = [], []
     if what == "train":
-        vgg = make_vgg(vgg16, seed) if perc else None
+        vgg = make_vgg(vgg16, seed).to(dev) if perc else None
         opt_g, opt_d = make_optimisers(G, D)
         G.dropout = True
         for i in range(warmup + steps):
+            sync()
             t, c = time.perf_counter(), time.process_time()
             train_step(G, D, vgg, opt_g, opt_d, A, B)
+            sync()
             if i >= warmup:
                 times.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
@@ -413,20 +440,30 @@ def bench(what="train", size=256, batch=4, threads=2, steps=3, warmup=1, perc=Tr
         G.eval()
         with torch.no_grad():
             for i in range(warmup + steps):
+                sync()
                 t, c = time.perf_counter(), time.process_time()
                 img = G(A)
                 # the generator writes 8-bit pixels: count the conversion
-                ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+                px = ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+                if cuda:
+                    px = px.cpu()
                 if i >= warmup:
                     times.append(time.perf_counter() - t)
                     cpu.append(time.process_time() - c)
     else:
         raise ValueError(f"what: train or gen, not {what}")
     med = statistics.median(times)
-    return {"impl": "pytorch", "torch": torch.__version__, "what": what, "size": size,
-            "batch": batch, "threads": threads, "perc": bool(perc and what == "train"),
-            "ngf": ngf, "ndf": ndf, "steps": steps, "seconds_per_step": med,
-            "cpu_seconds_per_step": statistics.median(cpu), "images_per_s": batch / med}
+    r = {"impl": "pytorch", "torch": torch.__version__, "what": what, "size": size,
+         "batch": batch, "threads": threads, "perc": bool(perc and what == "train"),
+         "ngf": ngf, "ndf": ndf, "steps": steps, "device": device,
+         "seconds_per_step": med, "seconds_mean": statistics.fmean(times),
+         "cpu_seconds_per_step": statistics.median(cpu), "images_per_s": batch / med}
+    if cuda:
+        r.update({"gpu": torch.cuda.get_device_name(), "tf32": tf32,
+                  "cudnn": torch.backends.cudnn.version(), "cudnn_benchmark": cudnn_benchmark,
+                  "peak_allocated_mib": torch.cuda.max_memory_allocated() / 2 ** 20,
+                  "peak_reserved_mib": torch.cuda.max_memory_reserved() / 2 ** 20})
+    return r
 
 # --------------------------------------------------------------- commands
 
@@ -515,7 +552,8 @@ def _prefix(path, model, tag):
 
 def cmd_bench(args):
     r = bench(args.what, args.size, args.batch, args.threads, args.steps, args.warmup,
-              args.perc, args.ngf, args.ndf, args.vgg16, args.seed)
+              args.perc, args.ngf, args.ndf, args.vgg16, args.seed, args.device,
+              not args.no_tf32, not args.no_cudnn_benchmark)
     r["env"] = {k: v for k, v in sorted(os.environ.items())
                 if k.startswith(("OPENBLAS", "OMP", "GOTO", "DNNL", "ONEDNN"))}
     print(json.dumps(r))
@@ -606,6 +644,10 @@ def main(argv=None):
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--ndf", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--no-tf32", action="store_true", help="strict FP32 on the GPU")
+    p.add_argument("--no-cudnn-benchmark", action="store_true",
+                   help="no cuDNN autotuning on the GPU")
     sub.add_parser("selftest", help="check this file")
     args = ap.parse_args(argv)
     {"names": cmd_names, "init": cmd_init, "grads": cmd_grads, "step": cmd_step,

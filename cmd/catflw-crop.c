@@ -260,7 +260,8 @@ static void add_root(joblist *l, const char *root)
 	closedir(d);
 	if (n == 0)
 		add_error(l, root, xprintf("%s: no .json label files", dir));
-	qsort(names, n, sizeof *names, cmp_name);
+	else    /* names is NULL when there are none */
+		qsort(names, n, sizeof *names, cmp_name);
 	for (size_t i = 0; i < n; i++) {
 		char *p = xprintf("%s/%s", dir, names[i]);
 		add_file(l, p);

@@ -19,6 +19,7 @@
 
 #define BATCH 256           /* records read, then rendered in parallel */
 #define MAX_SIDE 65536      /* --size and image sides above this are refused */
+#define MAX_PIXELS (1L << 27)   /* images above this are refused (catflw-crop's limit) */
 
 typedef struct {
 	const char *outdir;
@@ -173,6 +174,9 @@ static int image_size(const char *path, int *w, int *h)
 	g_object_unref(im);
 	if (*w < 1 || *h < 1 || *w > MAX_SIDE || *h > MAX_SIDE)
 		return p2p_err("%s: image size %d x %d is out of range", path, *w, *h);
+	/* the header alone can claim gigapixels: the heatmap would be as large */
+	if ((long)*w * *h > MAX_PIXELS)
+		return p2p_err("%s: %dx%d is too large an image", path, *w, *h);
 	return 0;
 }
 

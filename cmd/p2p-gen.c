@@ -5,6 +5,7 @@
 #include "image.h"
 #include "models.h"
 #include "npy.h"
+#include "ops_cuda.h"
 #include "atomic.h"
 #include "benchstat.h"
 #include "cpu_pool.h"
@@ -27,6 +28,7 @@ typedef struct {
 	int batch, threads;
 	int shard_i, shard_n, shard_set;
 	int strict, progress, bench;
+	int tf32;               /* TF32 matrix products on the GPU */
 	char **inputs;          /* sorted file names, or NULL: the filter */
 	int ninputs;
 } options;
@@ -43,7 +45,7 @@ typedef struct {
 static void usage(void)
 {
 	printf("Usage: %s -m G.safetensors [-o DIR] [--stochastic] [--seed N] [--grid FILE.png]\n"
-	       "               [--batch N] [--device cpu|cuda] [--threads N] [--shard I/N]\n"
+	       "               [--batch N] [--device cpu|cuda] [--no-tf32] [--threads N] [--shard I/N]\n"
 	       "               [--strict] [--progress|--quiet] [HEATMAP.npy ... | -]\n"
 	       "Turn landmark heatmaps into images with a trained generator: DIR/STEM.png\n"
 	       "for each HEATMAP.npy, or with '-' (or no file) one .npy on stdin to a PNG on stdout.\n"
@@ -54,6 +56,7 @@ static void usage(void)
 	       "      --grid FILE     also write a contact sheet: heatmap | image pairs\n"
 	       "  -b, --batch N       images per forward pass (default 8)\n"
 	       "      --device D      cpu (default) or cuda\n"
+	       "      --no-tf32       strict FP32 matrix products on the GPU (TF32 is the default)\n"
 	       "  -t, --threads N     worker threads (default: all cores)\n"
 	       "      --shard I/N     only inputs I, I+N, ... of the sorted list (0-based)\n"
 	       "      --strict        stop at the first bad heatmap (exit 1)\n"
@@ -81,7 +84,7 @@ static int has_image_ext(const char *s)
 static void parse_args(int argc, char **argv, options *o)
 {
 	enum { O_STOCH = 256, O_SEED, O_GRID, O_DEVICE, O_SHARD, O_STRICT, O_PROGRESS,
-	       O_QUIET, O_VERSION, O_BENCH };
+	       O_QUIET, O_VERSION, O_NOTF32, O_BENCH };
 	static const struct option longs[] = {
 		{ "model", required_argument, 0, 'm' },
 		{ "out", required_argument, 0, 'o' },
@@ -90,6 +93,7 @@ static void parse_args(int argc, char **argv, options *o)
 		{ "grid", required_argument, 0, O_GRID },
 		{ "batch", required_argument, 0, 'b' },
 		{ "device", required_argument, 0, O_DEVICE },
+		{ "no-tf32", no_argument, 0, O_NOTF32 },
 		{ "threads", required_argument, 0, 't' },
 		{ "shard", required_argument, 0, O_SHARD },
 		{ "strict", no_argument, 0, O_STRICT },
@@ -104,6 +108,7 @@ static void parse_args(int argc, char **argv, options *o)
 	o->batch = 8;
 	o->device = "cpu";
 	o->progress = -1;
+	o->tf32 = 1;
 	p2p_shard_default(&o->shard_i, &o->shard_n);
 	int c;
 	opterr = 0;
@@ -123,6 +128,7 @@ static void parse_args(int argc, char **argv, options *o)
 				p2p_usage_error("--device: cpu or cuda, not '%s'", optarg);
 			o->device = optarg;
 			break;
+		case O_NOTF32: o->tf32 = 0; break;
 		case 't': o->threads = (int)p2p_opt_long("--threads", optarg, 1, 1024); break;
 		case O_SHARD:
 			p2p_opt_shard(optarg, &o->shard_i, &o->shard_n);
@@ -440,6 +446,7 @@ int main(int argc, char **argv)
 	int filter = o.inputs == NULL;
 	if (p2p_image_init(argv[0]) != 0)
 		p2p_die_lib();
+	p2p_cuda_set_tf32(o.tf32);
 	const p2p_backend *be = p2p_backend_get(o.device);
 	if (!be)
 		p2p_die_lib();

@@ -17,11 +17,13 @@
 #include "cli.h"
 #include "cpu_pool.h"
 #include "dataset.h"
+#include "dist.h"
 #include "err.h"
 #include "image.h"
 #include "layers.h"
 #include "metrics.h"
 #include "models.h"
+#include "ops_cuda.h"
 #include "progress.h"
 #include "rng.h"
 #include "schedule.h"
@@ -31,6 +33,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -57,6 +60,7 @@ static const char usage_text[] =
 	"  --sample-every N     sample grid every N epochs (10; 0 = never)\n"
 	"  --checkpoint-every N also checkpoint every N steps inside an epoch (0 = off)\n"
 	"  --device cpu|cuda    where to compute (cpu)\n"
+	"  --no-tf32            strict FP32 matrix products on the GPU (TF32 is the default)\n"
 	"  --threads N          CPU threads (the libraries' default)\n"
 	"  --seed N             seed of every random draw (42)\n"
 	"  --no-resume          start over: remove RUN's checkpoints and log first\n"
@@ -75,12 +79,14 @@ typedef struct {
 	unsigned long long seed;
 	int resume, progress;       /* progress: -1 auto, 0 quiet, 1 forced */
 	int bench;
+	int tf32;                   /* TF32 matrix products on the GPU */
+	int pipeline;               /* P2P_PIPELINE: 1 on, 0 off, -1 on a GPU only */
 } opts;
 
 enum {
 	O_DATA = 256, O_OUT, O_EPOCHS, O_BATCH, O_L1, O_PERC, O_VGG, O_LR, O_LRD, O_B1, O_B2,
 	O_T0, O_TMULT, O_NGF, O_NDF, O_SAMPLE, O_CKPT, O_DEVICE, O_THREADS, O_SEED,
-	O_NORESUME, O_MAXSTEPS, O_QUIET, O_PROGRESS, O_VERSION, O_BENCH
+	O_NORESUME, O_MAXSTEPS, O_QUIET, O_PROGRESS, O_VERSION, O_NOTF32, O_BENCH
 };
 
 static void parse_opts(int argc, char **argv, opts *o)
@@ -96,6 +102,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 		{ "ndf", required_argument, 0, O_NDF }, { "sample-every", required_argument, 0, O_SAMPLE },
 		{ "checkpoint-every", required_argument, 0, O_CKPT },
 		{ "device", required_argument, 0, O_DEVICE }, { "threads", required_argument, 0, O_THREADS },
+		{ "no-tf32", no_argument, 0, O_NOTF32 },
 		{ "seed", required_argument, 0, O_SEED }, { "no-resume", no_argument, 0, O_NORESUME },
 		{ "max-steps", required_argument, 0, O_MAXSTEPS }, { "quiet", no_argument, 0, O_QUIET },
 		{ "progress", no_argument, 0, O_PROGRESS }, { "help", no_argument, 0, 'h' },
@@ -105,7 +112,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 	*o = (opts){ .device = "cpu", .epochs = 100, .batch = 24, .t0 = 50, .tmult = 2,
 	             .ngf = 64, .ndf = 64, .sample_every = 10, .lambda_l1 = 150,
 	             .lambda_perc = 2, .lr = 2e-4, .lr_d = 1e-4, .beta1 = 0.5, .beta2 = 0.999,
-	             .seed = 42, .resume = 1, .progress = -1 };
+	             .seed = 42, .resume = 1, .progress = -1, .tf32 = 1 };
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
@@ -133,6 +140,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 				p2p_usage_error("--device: expected cpu or cuda, got '%s'", optarg);
 			o->device = optarg;
 			break;
+		case O_NOTF32: o->tf32 = 0; break;
 		case O_THREADS: o->threads = p2p_opt_long("--threads", optarg, 1, 4096); break;
 		case O_SEED: o->seed = (unsigned long long)p2p_opt_long("--seed", optarg, 0, LONG_MAX); break;
 		case O_NORESUME: o->resume = 0; break;
@@ -151,6 +159,10 @@ static void parse_opts(int argc, char **argv, opts *o)
 	}
 	if (optind < argc)
 		p2p_usage_error("unexpected argument '%s'", argv[optind]);
+	/* the input pipeline runs on a GPU; the tests also run it on the CPU,
+	 * whose run it must not change by a bit */
+	const char *pe = getenv("P2P_PIPELINE");
+	o->pipeline = pe && !strcmp(pe, "1") ? 1 : pe && !strcmp(pe, "0") ? 0 : -1;
 	if (!o->data || !o->out)
 		p2p_usage_error("--data ROOT and --out RUN are both required");
 	if (o->lambda_perc > 0 && !o->vgg16)
@@ -250,7 +262,11 @@ typedef struct {
 	float *xd;                  /* D's input, (2 bm, 4, S, S): [A|real ; A|fake] */
 	float *dd, *dxd, *dfake;    /* gradients: D's output, D's input, G's output */
 	float *freal, *dfeat;       /* VGG features of the real batch, their gradient */
-	float *ha, *hb;             /* host staging for a and b (== a, b on the CPU) */
+	float *ha, *hb;             /* host staging for a and b (== a, b on the CPU;
+	                             * page-locked elsewhere, hb right after ha as b
+	                             * after a, so that a batch is one upload) */
+	int staged;                 /* ha is not a: a batch is uploaded from it */
+	int pinned;                 /* ha came from p2p_cuda_host_alloc */
 	float *hout;                /* host copy of G's output (validation) */
 	uint64_t seed_aug, seed_drop;
 } trainer;
@@ -263,6 +279,104 @@ static float *balloc(const p2p_backend *be, size_t n)
 	return p;
 }
 
+/* The host side of a batch: the batch buffers themselves on the CPU; on a
+ * GPU, page-locked memory (uploads run at the bus's speed from it, and the
+ * input pipeline fills it), or plain memory where none can be had. */
+static void stage_alloc(trainer *t)
+{
+	size_t n = (size_t)t->bm * 4 * t->ss;
+	t->staged = !t->cpu || t->o->pipeline == 1;
+	if (!t->staged) {
+		t->ha = t->a;
+	} else if (t->cpu) {
+		t->ha = malloc(n * sizeof(float));
+	} else if ((t->ha = p2p_cuda_host_alloc(n * sizeof(float)))) {
+		t->pinned = 1;
+	} else {
+		if (t->o->progress != 0)
+			p2p_warn("%s; going on with pageable memory", p2p_errmsg());
+		t->ha = malloc(n * sizeof(float));
+	}
+	t->hb = t->ha ? t->ha + (size_t)t->bm * t->ss : NULL;
+}
+
+/* ---- data parallelism (lib/dist.h; one rank without MPI) ----
+ * Each rank takes its share of every batch (p2p_dist_share) and the ranks
+ * sum their gradients before each Adam step, so every rank holds the same
+ * weights and takes the same steps as one process with the whole batch. */
+
+static int leader(void)
+{
+	return p2p_dist_rank() == 0;
+}
+
+/* The most samples of a batch of n that one rank takes. */
+static int dist_capacity(int n)
+{
+	long first, end;
+	p2p_dist_share(n, p2p_dist_size() - 1, p2p_dist_size(), &first, &end);  /* the last: a largest */
+	return (int)(end - first);
+}
+
+/* Host memory for collectives over backend memory that is not host memory. */
+static float *dist_host(size_t n)
+{
+	static float *buf;
+	static size_t cap;
+	if (n > cap) {
+		free(buf);
+		if (!(buf = malloc(n * sizeof *buf)))
+			p2p_die(1, "out of memory");
+		cap = n;
+	}
+	return buf;
+}
+
+/* The whole batch's gradient from each rank's: every loss is a mean over
+ * the samples, so rank gradients weighted by n / n_all and summed are the
+ * mean over all n_all, whatever the split. */
+static void dist_average_grads(trainer *t, p2p_params *ps, int n, int n_all)
+{
+	if (p2p_dist_size() == 1)
+		return;
+	const p2p_backend *be = t->be;
+	be->scale(ps->grad, ps->total, (float)n / (float)n_all);
+	float *g = t->cpu ? ps->grad : dist_host(ps->total);
+	if (!t->cpu)
+		be->download(g, ps->grad, ps->total);
+	if (p2p_dist_sum_float(g, ps->total))
+		p2p_die_lib();
+	if (!t->cpu)
+		be->upload(ps->grad, g, ps->total);
+}
+
+/* The batch's losses from each rank's means over its n samples. */
+static void dist_average_losses(double *loss, int k, int n, int n_all)
+{
+	if (p2p_dist_size() == 1)
+		return;
+	for (int i = 0; i < k; i++)
+		loss[i] *= (double)n / n_all;
+	if (p2p_dist_sum_double(loss, k))
+		p2p_die_lib();
+}
+
+/* A rank whose share of a small last batch is empty still joins the sums
+ * (with nothing) and takes both Adam steps, to stay in step. */
+static void dist_idle_step(trainer *t, int n_all, float lr_g, float lr_d, double *loss)
+{
+	p2p_params *ps[2] = { p2p_patchgan_params(t->D), p2p_unet_params(t->G) };
+	p2p_adam *as[2] = { &t->da, &t->ga };
+	float lr[2] = { lr_d, lr_g };
+	for (int i = 0; i < 2; i++) {
+		p2p_params_zero_grad(ps[i]);
+		dist_average_grads(t, ps[i], 0, n_all);
+		as[i]->lr = lr[i];
+		p2p_adam_step(as[i], ps[i]);
+	}
+	memset(loss, 0, P2P_CKPT_NSUMS * sizeof *loss);
+}
+
 static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int size, int n_train)
 {
 	memset(t, 0, sizeof *t);
@@ -271,7 +385,7 @@ static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int s
 	t->cpu = strcmp(be->name, "cpu") == 0;
 	t->S = size;
 	t->ss = (size_t)size * size;
-	t->bm = o->batch < n_train ? (int)o->batch : n_train;
+	t->bm = dist_capacity(o->batch < n_train ? (int)o->batch : n_train);
 	p2p_unet_cfg gc = p2p_unet_default(size);
 	gc.ngf = (int)o->ngf;
 	p2p_patchgan_cfg dc = p2p_patchgan_default(size);
@@ -284,8 +398,8 @@ static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int s
 	t->pp = (size_t)t->P * t->P;
 	t->nfeat = 256 * (t->ss / 16);
 	size_t bm = t->bm;
-	t->a = balloc(be, bm * t->ss);
-	t->b = balloc(be, bm * 3 * t->ss);
+	t->a = balloc(be, bm * 4 * t->ss);
+	t->b = t->a + bm * t->ss;
 	t->xd = balloc(be, 2 * bm * 4 * t->ss);
 	t->dd = balloc(be, 2 * bm * t->pp);
 	t->dxd = balloc(be, bm * 4 * t->ss);
@@ -294,8 +408,7 @@ static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int s
 		t->freal = balloc(be, bm * t->nfeat);
 		t->dfeat = balloc(be, bm * t->nfeat);
 	}
-	t->ha = t->cpu ? t->a : malloc(bm * t->ss * sizeof(float));
-	t->hb = t->cpu ? t->b : malloc(bm * 3 * t->ss * sizeof(float));
+	stage_alloc(t);
 	t->hout = malloc(bm * 3 * t->ss * sizeof(float));
 	if (!t->ha || !t->hb || !t->hout)
 		p2p_die(1, "out of memory");
@@ -308,12 +421,12 @@ static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int s
 static void trainer_free(trainer *t)
 {
 	const p2p_backend *be = t->be;
-	if (!t->cpu) {
+	if (t->pinned)
+		p2p_cuda_host_free(t->ha);
+	else if (t->staged)
 		free(t->ha);
-		free(t->hb);
-	}
 	free(t->hout);
-	float *bufs[] = { t->a, t->b, t->xd, t->dd, t->dxd, t->dfake, t->freal, t->dfeat };
+	float *bufs[] = { t->a, t->xd, t->dd, t->dxd, t->dfake, t->freal, t->dfeat };
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		be->free(bufs[i]);
 	p2p_unet_free(t->G);
@@ -369,17 +482,142 @@ static void load_range(void *ctx, long j0, long j1)
 	}
 }
 
-static void load_batch(trainer *t, const p2p_dataset *ds, const int *perm, long epoch,
+/* Into t->ha, t->hb, on the backend's pool: its workers sleep between
+ * jobs, leaving the cores to the GEMMs, where OpenMP's would spin. */
+static void fill_batch(trainer *t, const p2p_dataset *ds, const int *perm, long epoch,
                        int first, int n)
 {
-	/* the backend's pool: its workers sleep between jobs, leaving the cores
-	 * to the GEMMs, where OpenMP's would spin */
 	batch_job b = { t, ds, perm, epoch, first };
 	p2p_pool_run(n, p2p_pool_threads(), load_range, &b);
-	if (!t->cpu) {
-		t->be->upload(t->a, t->ha, n * t->ss);
-		t->be->upload(t->b, t->hb, n * 3 * t->ss);
+}
+
+/* The staged batch to the backend: A and B in one transfer (A's rows past
+ * n are stale and unused). */
+static void upload_batch(trainer *t, int n)
+{
+	t->be->upload(t->a, t->ha, (size_t)t->bm * t->ss + (size_t)n * 3 * t->ss);
+}
+
+/* ---- the input pipeline of a GPU run ----
+ * A thread of its own assembles the next batch (the epoch's next samples,
+ * flipped and jittered on the CPU pool) into the page-locked staging memory
+ * while the GPU trains on the current one (this rank's share of it, with
+ * MPI); taking a batch is then one upload, and asks for the one after it:
+ * the next of the epoch, or the first of the next epoch. What a batch holds
+ * depends on (epoch, position) alone, so the batches are the CPU run's,
+ * whenever and wherever they are made. */
+enum { PL_IDLE, PL_ASKED, PL_READY };
+
+typedef struct {
+	trainer *t;
+	const p2p_dataset *ds;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int state;                  /* PL_*: ASKED while the thread fills the staging */
+	int quit;
+	long epoch;                 /* the batch asked for, or staged */
+	int first, n;
+	int *perm;                  /* epoch perm_epoch's order, the thread's own */
+	long perm_epoch;
+} pipeline;
+
+static void *pipeline_main(void *arg)
+{
+	pipeline *pl = arg;
+	pthread_mutex_lock(&pl->mu);
+	for (;;) {
+		while (pl->state != PL_ASKED && !pl->quit)
+			pthread_cond_wait(&pl->cv, &pl->mu);
+		if (pl->quit)
+			break;
+		long e = pl->epoch, lo, hi;
+		int first = pl->first, n = pl->n;
+		pthread_mutex_unlock(&pl->mu);
+		if (pl->perm_epoch != e) {
+			epoch_order(pl->perm, pl->ds->n, pl->t->o->seed, e);
+			pl->perm_epoch = e;
+		}
+		p2p_dist_share(n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+		if (hi > lo)
+			fill_batch(pl->t, pl->ds, pl->perm, e, first + (int)lo, (int)(hi - lo));
+		pthread_mutex_lock(&pl->mu);
+		pl->state = PL_READY;
+		pthread_cond_broadcast(&pl->cv);
 	}
+	pthread_mutex_unlock(&pl->mu);
+	return NULL;
+}
+
+static pipeline *pipeline_open(trainer *t, const p2p_dataset *ds)
+{
+	pipeline *pl = calloc(1, sizeof *pl);
+	if (!pl || !(pl->perm = malloc(ds->n * sizeof *pl->perm)))
+		p2p_die(1, "out of memory");
+	pl->t = t;
+	pl->ds = ds;
+	pl->perm_epoch = -1;
+	pthread_mutex_init(&pl->mu, NULL);
+	pthread_cond_init(&pl->cv, NULL);
+	/* signals go to the main thread, which stops the run cleanly */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int rc = pthread_create(&pl->th, NULL, pipeline_main, pl);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc)
+		p2p_die(1, "cannot start the input thread: %s", strerror(rc));
+	return pl;
+}
+
+/* Waits for a batch being made (it writes the staging memory) to finish. */
+static void pipeline_close(pipeline *pl)
+{
+	if (!pl)
+		return;
+	pthread_mutex_lock(&pl->mu);
+	pl->quit = 1;
+	pthread_cond_broadcast(&pl->cv);
+	pthread_mutex_unlock(&pl->mu);
+	pthread_join(pl->th, NULL);
+	pthread_mutex_destroy(&pl->mu);
+	pthread_cond_destroy(&pl->cv);
+	free(pl->perm);
+	free(pl);
+}
+
+/* Caller holds mu; no batch is being made. */
+static void pipeline_ask(pipeline *pl, long e, int first, int n)
+{
+	pl->epoch = e, pl->first = first, pl->n = n;
+	pl->state = PL_ASKED;
+	pthread_cond_broadcast(&pl->cv);
+}
+
+/* This rank's share of batch (e, first, n) to the backend, then the next
+ * batch asked for. */
+static void pipeline_take(pipeline *pl, long e, int first, int n)
+{
+	pthread_mutex_lock(&pl->mu);
+	for (;;) {
+		while (pl->state == PL_ASKED)
+			pthread_cond_wait(&pl->cv, &pl->mu);
+		if (pl->state == PL_READY && pl->epoch == e && pl->first == first && pl->n == n)
+			break;
+		pipeline_ask(pl, e, first, n);      /* the first batch of a run */
+	}
+	pthread_mutex_unlock(&pl->mu);
+	long lo, hi;                            /* this rank's share */
+	p2p_dist_share(n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+	if (hi > lo)
+		upload_batch(pl->t, (int)(hi - lo));    /* returns once the staging is free */
+	int ntr = pl->ds->n, next = first + n;
+	long batch = pl->t->o->batch;
+	if (next >= ntr)
+		next = 0, e++;
+	pthread_mutex_lock(&pl->mu);
+	pipeline_ask(pl, e, next, ntr - next < batch ? ntr - next : (int)batch);
+	pthread_mutex_unlock(&pl->mu);
 }
 
 enum { L_D, L_G, L_GAN, L_L1, L_PERC };
@@ -392,11 +630,17 @@ static const float *checked(const float *p)
 }
 
 /* One optimiser step of D then G on the n samples in t->a, t->b; the five
- * losses (as P2P_CKPT_NSUMS) into loss. `sample` is the run-wide position
+ * losses (as P2P_CKPT_NSUMS) into loss: this rank's share of a batch of
+ * n_all (all of it without MPI). `sample` is the run-wide position
  * of the batch's first sample: G's dropout masks are drawn from it, sample
  * by sample. */
-static void train_step(trainer *t, int n, uint64_t sample, float lr_g, float lr_d, double *loss)
+static void train_step(trainer *t, int n, int n_all, uint64_t sample, float lr_g, float lr_d,
+                       double *loss)
 {
+	if (n == 0) {
+		dist_idle_step(t, n_all, lr_g, lr_d, loss);
+		return;
+	}
 	const p2p_backend *be = t->be;
 	const opts *o = t->o;
 	size_t ss = t->ss, pp = t->pp;
@@ -417,6 +661,7 @@ static void train_step(trainer *t, int n, uint64_t sample, float lr_g, float lr_
 	double lfake = p2p_mse_const_loss(be, dout + n * pp, n * pp, 0.0f, t->dd + n * pp, 0.5f);
 	if (p2p_patchgan_backward(t->D, t->dd, NULL, 1))
 		p2p_die_lib();
+	dist_average_grads(t, dp, n, n_all);
 	t->da.lr = lr_d;
 	p2p_adam_step(&t->da, dp);
 
@@ -442,6 +687,7 @@ static void train_step(trainer *t, int n, uint64_t sample, float lr_g, float lr_
 	p2p_params_zero_grad(gp);
 	if (p2p_unet_backward(t->G, t->dfake, NULL))
 		p2p_die_lib();
+	dist_average_grads(t, gp, n, n_all);
 	t->ga.lr = lr_g;
 	p2p_adam_step(&t->ga, gp);
 
@@ -462,6 +708,27 @@ typedef struct {
 	unsigned char *gen;         /* rows * 3 * S * S, planar, quantised G output */
 } val_result;
 
+/* Validation split across the ranks: the sums of L1 and PSNR over every
+ * rank's share, and each sample row of the grid from the rank that made it. */
+static void dist_validation(val_result *vr, double *sums, int n_val, size_t img)
+{
+	if (p2p_dist_size() == 1)
+		return;
+	if (p2p_dist_sum_double(sums, 2))
+		p2p_die_lib();
+	for (int r = 0; r < vr->rows; r++) {
+		int owner = 0;
+		long first, end;
+		for (int k = 0; k < p2p_dist_size(); k++) {
+			p2p_dist_share(n_val, k, p2p_dist_size(), &first, &end);
+			if (vr->idx[r] >= first && vr->idx[r] < end)
+				owner = k;
+		}
+		if (p2p_dist_bcast(vr->gen + r * img, img, owner))
+			p2p_die_lib();
+	}
+}
+
 /* G in eval mode (dropout off) over the val split: mean |G(A) - B| on
  * [-1, 1], and 8-bit PSNR per image (G's output quantised as a saved PNG
  * holds it) averaged. Keeps the fixed sample rows' outputs. */
@@ -473,8 +740,10 @@ static void validate(trainer *t, const p2p_dataset *val, val_result *vr)
 	if (!q || !bf)
 		p2p_die(1, "out of memory");
 	double l1 = 0, psnr = 0;
-	for (int first = 0; first < val->n; first += t->bm) {
-		int n = val->n - first < t->bm ? val->n - first : t->bm;
+	long lo, hi;                /* this rank's share */
+	p2p_dist_share(val->n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+	for (int first = (int)lo; first < hi; first += t->bm) {
+		int n = hi - first < t->bm ? (int)hi - first : t->bm;
 		const float *ha = val->a + first * ss;
 		if (!t->cpu)
 			t->be->upload(t->a, ha, n * ss);
@@ -496,8 +765,10 @@ static void validate(trainer *t, const p2p_dataset *val, val_result *vr)
 					memcpy(vr->gen + r * img, q, img);
 		}
 	}
-	vr->l1 = l1 / val->n;
-	vr->psnr = psnr / val->n;
+	double sums[2] = { l1, psnr };
+	dist_validation(vr, sums, val->n, img);
+	vr->l1 = sums[0] / val->n;
+	vr->psnr = sums[1] / val->n;
 	free(q);
 	free(bf);
 }
@@ -616,6 +887,9 @@ static void catch_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* mpirun passes SIGUSR1 on to every rank (SIGTERM it turns into a kill),
+	 * and a Slurm job script sends it ahead of the time limit */
+	sigaction(SIGUSR1, &sa, NULL);
 }
 
 /* ---- the run ---- */
@@ -648,6 +922,10 @@ static void save_last(trainer *t, const run_paths *rp, p2p_ckpt *ck, long *saved
 {
 	const p2p_backend *be = t->be;
 	const p2p_params *ps[2] = { p2p_unet_params(t->G), p2p_patchgan_params(t->D) };
+	if (!leader()) {            /* rank 0 alone writes; every rank has the same state */
+		*saved_step = ck->step;
+		return;
+	}
 	for (int i = 0; i < 2; i++) {
 		double s = be->sum(ps[i]->data, ps[i]->total);
 		if (!isfinite(s)) {
@@ -678,10 +956,85 @@ typedef struct {
 	train_log lg;
 	val_result vr;
 	int *perm;              /* the epoch's order of the train set */
+	pipeline *pl;           /* the input pipeline of a GPU run, or NULL */
 	int nb;                 /* batches per epoch */
 	int say, bar;           /* messages, progress bar */
 	p2p_bench bench;        /* --bench: the train steps' times */
 } run;
+
+/* ---- data parallelism: the run ---- */
+
+/* Every rank starts from rank 0's seed, whatever its command line said. */
+static void dist_agree_seed(opts *o)
+{
+	if (p2p_dist_bcast(&o->seed, sizeof o->seed, 0))
+		p2p_die_lib();
+}
+
+static void dist_bcast_floats(const trainer *t, float *x, size_t n)
+{
+	float *h = t->cpu ? x : dist_host(n);
+	if (!t->cpu && leader())
+		t->be->download(h, x, n);
+	if (p2p_dist_bcast(h, n * sizeof *h, 0))
+		p2p_die_lib();
+	if (!t->cpu && !leader())
+		t->be->upload(x, h, n);
+}
+
+/* After rank 0 has started afresh or resumed: its weights, Adam states and
+ * place in the run to every rank, which must have loaded the same data. */
+static void dist_start(run *r)
+{
+	if (p2p_dist_size() == 1)
+		return;
+	long mine[3] = { r->train.n, r->val.n, r->train.size }, first[3];
+	memcpy(first, mine, sizeof mine);
+	if (p2p_dist_bcast(first, sizeof first, 0))
+		p2p_die_lib();
+	if (memcmp(mine, first, sizeof mine))
+		p2p_die(1, "%s: rank %d reads %ld train and %ld val samples of %ldx%ld, rank 0 "
+		        "%ld and %ld of %ldx%ld: every rank needs the same data set", r->o->data,
+		        p2p_dist_rank(), mine[0], mine[1], mine[2], mine[2], first[0], first[1],
+		        first[2], first[2]);
+	p2p_params *ps[2] = { p2p_unet_params(r->t.G), p2p_patchgan_params(r->t.D) };
+	for (int i = 0; i < 2; i++) {
+		dist_bcast_floats(&r->t, ps[i]->data, ps[i]->total);
+		dist_bcast_floats(&r->t, ps[i]->m, ps[i]->total);
+		dist_bcast_floats(&r->t, ps[i]->v, ps[i]->total);
+	}
+	p2p_ckpt *ck = &r->ck;
+	struct {
+		long epoch, batch, step, best_epoch, saved_step, gsteps, dsteps;
+		double best, sums[P2P_CKPT_NSUMS];
+	} at = { ck->epoch, ck->batch, ck->step, ck->best_epoch, r->saved_step, r->t.ga.step,
+	         r->t.da.step, ck->best_val_l1, { 0 } };
+	memcpy(at.sums, ck->sums, sizeof at.sums);
+	if (p2p_dist_bcast(&at, sizeof at, 0))
+		p2p_die_lib();
+	ck->epoch = at.epoch;
+	ck->batch = at.batch;
+	ck->step = at.step;
+	ck->best_epoch = at.best_epoch;
+	ck->best_val_l1 = at.best;
+	memcpy(ck->sums, at.sums, sizeof at.sums);
+	r->saved_step = at.saved_step;
+	r->t.ga.step = at.gsteps;
+	r->t.da.step = at.dsteps;
+}
+
+/* A signal may reach the ranks at different steps: they stop together, at
+ * the first step after which any rank had seen one. The decision is this
+ * value, not stop_signal, which a signal may set in the meantime. */
+static int dist_agree_stop(void)
+{
+	int sig = stop_signal;
+	if (p2p_dist_max_int(&sig))
+		p2p_die_lib();
+	if (sig)
+		stop_signal = sig;      /* the ranks that saw none exit as the others do */
+	return sig;
+}
 
 /* Models, buffers and paths; the run folder once all of them exist. */
 static void run_open(run *r, const opts *o, const p2p_backend *be)
@@ -693,8 +1046,13 @@ static void run_open(run *r, const opts *o, const p2p_backend *be)
 	                     path_in(o->out, "D_best.safetensors"),
 	                     path_in(o->out, "train.jsonl"), path_in(o->out, "samples") };
 	trainer_init(&r->t, o, be, S, r->train.n);
-	if (p2p_mkdirs(o->out))
+	if (leader() && p2p_mkdirs(o->out))
 		p2p_die_lib();
+	if (leader()) {
+		/* what a run killed mid-write left beside its files */
+		p2p_afile_sweep(o->out);
+		p2p_afile_sweep(r->rp.samples);
+	}
 	r->ck = (p2p_ckpt){ .g = *p2p_unet_config(r->t.G), .d = p2p_patchgan_default(S),
 	                    .n_train = r->train.n, .best_val_l1 = INFINITY, .seed = o->seed,
 	                    .config = config_json(o, S) };
@@ -708,6 +1066,8 @@ static void run_open(run *r, const opts *o, const p2p_backend *be)
 	if (!r->vr.gen || !r->perm)
 		p2p_die(1, "out of memory");
 	r->nb = (int)((r->train.n + o->batch - 1) / o->batch);
+	if (r->t.staged && o->pipeline != 0)
+		r->pl = pipeline_open(&r->t, &r->train);
 }
 
 /* Go on from RUN/last_checkpoint.safetensors if there is one (and it may be
@@ -768,8 +1128,9 @@ static void run_resume(run *r)
 /* Why to stop now, or NULL. */
 static const char *stop_reason(const run *r)
 {
-	if (stop_signal)
-		return stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+	int sig = dist_agree_stop();
+	if (sig)
+		return sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM";
 	if (r->o->max_steps && r->ck.step >= r->o->max_steps)
 		return "--max-steps";
 	return NULL;
@@ -792,11 +1153,11 @@ static void epoch_end(run *r, double secs, long images, double lr_g, double lr_d
 	if (best) {
 		ck->best_val_l1 = vr->l1;
 		ck->best_epoch = e;
-		if (p2p_ckpt_save_g(r->rp.gbest, &ck->g, p2p_unet_params(r->t.G), e, vr->l1)
-		    || p2p_ckpt_save_d(r->rp.dbest, &ck->d, p2p_patchgan_params(r->t.D), e, vr->l1))
+		if (leader() && (p2p_ckpt_save_g(r->rp.gbest, &ck->g, p2p_unet_params(r->t.G), e, vr->l1)
+		    || p2p_ckpt_save_d(r->rp.dbest, &ck->d, p2p_patchgan_params(r->t.D), e, vr->l1)))
 			p2p_die_lib();
 	}
-	if (o->sample_every && e % o->sample_every == 0) {
+	if (o->sample_every && e % o->sample_every == 0 && leader()) {
 		char name[64];
 		snprintf(name, sizeof name, "epoch_%03ld.png", e);
 		char *path = path_in(r->rp.samples, name);
@@ -825,7 +1186,7 @@ static void epoch_end(run *r, double secs, long images, double lr_g, double lr_d
 	if (!line)
 		p2p_die(1, "out of memory");
 	log_push(&r->lg, line);
-	if (log_write(&r->lg))
+	if (leader() && log_write(&r->lg))
 		p2p_die_lib();
 	ck->epoch++;
 	ck->batch = 0;
@@ -857,15 +1218,26 @@ static const char *run_epoch(run *r)
 	long images = 0;
 	while (ck->batch < r->nb) {
 		int n = ntr - first < o->batch ? ntr - first : (int)o->batch;
-		load_batch(&r->t, &r->train, r->perm, e, first, n);
+		long lo, hi;                /* this rank's share of the batch */
+		p2p_dist_share(n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+		int mine = (int)(hi - lo);
+		if (r->pl) {
+			pipeline_take(r->pl, e, first, n);
+		} else if (mine) {
+			fill_batch(&r->t, &r->train, r->perm, e, first + (int)lo, mine);
+			if (r->t.staged)
+				upload_batch(&r->t, mine);
+		}
 		double loss[P2P_CKPT_NSUMS];
 		if (o->bench)
 			p2p_bench_begin(&r->bench);
-		train_step(&r->t, n, (uint64_t)e * ntr + first, (float)lr_g, (float)lr_d, loss);
+		train_step(&r->t, mine, n, (uint64_t)e * ntr + first + lo, (float)lr_g, (float)lr_d,
+		           loss);
+		dist_average_losses(loss, P2P_CKPT_NSUMS, mine, n);
 		if (o->bench) {
 			if (r->t.be->sync)
 				r->t.be->sync();
-			p2p_bench_end(&r->bench, n);
+			p2p_bench_end(&r->bench, n);    /* the whole batch, every rank's share */
 		}
 		for (int i = 0; i < P2P_CKPT_NSUMS; i++)
 			if (!isfinite(loss[i])) {
@@ -918,9 +1290,19 @@ static void bench_report(run *r)
 	free(s);
 }
 
+/* On a GPU: which one, and the backend's peak memory (weights, Adam,
+ * activations, workspace), for people sizing a run. */
+static void report_device(const run *r)
+{
+	if (r->say && strcmp(r->t.be->name, "cuda") == 0)
+		p2p_warn("%s: %.0f MiB of GPU memory at most", p2p_cuda_device_name(),
+		         p2p_cuda_mem_peak() / 1048576.0);
+}
+
 static void run_close(run *r)
 {
 	p2p_bench_free(&r->bench);
+	pipeline_close(r->pl);      /* before the staging memory goes */
 	free(r->perm);
 	free(r->vr.gen);
 	log_free(&r->lg);
@@ -940,6 +1322,12 @@ int main(int argc, char **argv)
 	p2p_cli_init(argv[0]);
 	opts o;
 	parse_opts(argc, argv, &o);
+	p2p_cuda_set_tf32(o.tf32);
+	if (p2p_dist_init(&argc, &argv))
+		p2p_die_lib();
+	dist_agree_seed(&o);
+	if (strcmp(o.device, "cuda") == 0 && p2p_dist_bind_gpu())
+		p2p_die_lib();
 	const p2p_backend *be = p2p_backend_get(o.device);
 	if (!be)
 		p2p_die_lib();          /* "cuda: ..." names the device */
@@ -948,7 +1336,8 @@ int main(int argc, char **argv)
 	if (p2p_image_init(argv[0]))
 		p2p_die_lib();
 
-	run r = { .say = o.progress != 0, .bar = p2p_want_progress(o.progress) };
+	run r = { .say = o.progress != 0 && leader(),
+	          .bar = leader() && p2p_want_progress(o.progress) };
 	if (p2p_dataset_load(&r.train, o.data, "train", 0)
 	    || p2p_dataset_load(&r.val, o.data, "val", r.train.size))
 		p2p_die_lib();
@@ -957,7 +1346,9 @@ int main(int argc, char **argv)
 		p2p_die(1, "%s: the images are %dx%d; the U-Net takes a power of two from 32 to 512",
 		        r.train.dir, S, S);
 	run_open(&r, &o, be);
-	run_resume(&r);
+	if (leader())
+		run_resume(&r);
+	dist_start(&r);
 	const char *why = NULL;
 	int status = 0;
 	if (r.ck.epoch >= o.epochs) {
@@ -976,7 +1367,7 @@ int main(int argc, char **argv)
 		while (r.ck.epoch < o.epochs && !(why = run_epoch(&r)))
 			;
 		if (r.ck.epoch < o.epochs) {
-			if (r.say || stop_signal)
+			if (r.say || (stop_signal && leader()))
 				p2p_warn("stopped (%s) after step %ld: %s saved; run again to resume",
 				         why, r.ck.step, r.rp.last);
 			/* a signal: not done, and the caller (make, a job script) should know */
@@ -986,8 +1377,10 @@ int main(int argc, char **argv)
 			         r.ck.best_val_l1, r.ck.best_epoch, r.rp.gbest);
 		}
 	}
-	if (o.bench)
+	if (o.bench && p2p_dist_rank() == 0)
 		bench_report(&r);
+	report_device(&r);
 	run_close(&r);
+	p2p_dist_finalize();
 	return status;
 }

@@ -16,6 +16,7 @@
 #include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,7 +235,17 @@ static void drop_duplicates(const options *o, const char *name, record *rec, lon
 	}
 }
 
-/* Both files must be there, and the heatmap a readable 2-D .npy. */
+/* The index of a's first NaN or infinity, or -1 (a |u1 array has none). */
+static long first_nonfinite(const p2p_npy *a)
+{
+	for (size_t i = 0; a->dtype == P2P_F32 && i < a->count; i++)
+		if (!isfinite(((const float *)a->data)[i]))
+			return (long)i;
+	return -1;
+}
+
+/* Both files must be there, and the heatmap a readable 2-D .npy of finite
+ * values (p2p-train would refuse the whole data set for one NaN). */
 static void check_files(const options *o, const char *name, record *rec, long n)
 {
 	for (long i = 0; i < n; i++) {
@@ -248,10 +259,14 @@ static void check_files(const options *o, const char *name, record *rec, long n)
 			p2p_err("%s: not a regular file", rec[i].image);
 		} else if (p2p_npy_read(rec[i].heatmap, &a) == 0) {
 			int ndim = a.ndim;
+			long nf = first_nonfinite(&a);
 			p2p_npy_free(&a);
-			if (ndim == 2)
+			if (ndim != 2)
+				p2p_err("%s: a heatmap has 2 dimensions, this one %d", rec[i].heatmap, ndim);
+			else if (nf >= 0)
+				p2p_err("%s: value %ld is not finite", rec[i].heatmap, nf);
+			else
 				continue;
-			p2p_err("%s: a heatmap has 2 dimensions, this one %d", rec[i].heatmap, ndim);
 		}
 		bad(o, "%s:%ld: %s", name, rec[i].line, p2p_errmsg());
 		rec[i].bad = 1;
@@ -435,6 +450,13 @@ static int cmp_int(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* rec is NULL when nothing was read, which qsort must not be given. */
+static void sort_records(record *rec, long n, int (*cmp)(const void *, const void *))
+{
+	if (n > 1)
+		qsort(rec, n, sizeof *rec, cmp);
+}
+
 int main(int argc, char **argv)
 {
 	p2p_cli_init(argv[0]);
@@ -444,13 +466,13 @@ int main(int argc, char **argv)
 	const char *name;
 	long n;
 	record *rec = read_records(&o, &name, &n);
-	qsort(rec, n, sizeof *rec, by_id);
+	sort_records(rec, n, by_id);
 	drop_duplicates(&o, name, rec, n);
-	qsort(rec, n, sizeof *rec, by_line);     /* messages in input order */
+	sort_records(rec, n, by_line);     /* messages in input order */
 	check_files(&o, name, rec, n);
 	/* Sorting by id before the shuffle makes the split independent of the
 	 * input order. */
-	qsort(rec, n, sizeof *rec, by_id);
+	sort_records(rec, n, by_id);
 	int *idx = malloc(sizeof *idx * (n + 1));
 	if (!idx)
 		p2p_die(1, "out of memory");

@@ -1,6 +1,7 @@
 #include "atomic.h"
 #include "err.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -163,4 +164,29 @@ int p2p_mkdirs(const char *dir)
 	int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
 	free(p);
 	return ok ? 0 : p2p_err("%s: not a folder", dir);
+}
+
+/* The name p2p_afile_open gives a temp file: "." NAME ".tmp." and six characters. */
+static int is_temp_name(const char *n)
+{
+	size_t len = strlen(n);
+	return n[0] == '.' && len > 12 && memcmp(n + len - 11, ".tmp.", 5) == 0;
+}
+
+int p2p_afile_sweep(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int gone = 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		if (!is_temp_name(e->d_name))
+			continue;
+		char path[4096];
+		if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path &&
+		    unlink(path) == 0)
+			gone++;
+	}
+	closedir(d);
+	return gone;
 }

@@ -22,6 +22,9 @@ int p2p_write_file(const char *path, const void *buf, size_t n);
 /* Read a whole file ("-" = stdin) into a malloc'd buffer, at most max bytes
  * (an error, not a truncation, when larger). */
 int p2p_read_file(const char *path, size_t max, void **buf, size_t *n);
+/* Remove the temp files that writers killed mid-write left in dir
+ * (".NAME.tmp.XXXXXX"); a missing folder is fine. Returns how many went. */
+int p2p_afile_sweep(const char *dir);
 /* mkdir -p */
 int p2p_mkdirs(const char *dir);
 

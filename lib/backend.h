@@ -131,6 +131,18 @@ struct p2p_backend {
 	void (*adam)(float *p, const float *g, float *m, float *v, size_t n,
 	             float lr, float beta1, float beta2, float eps, float wd, long step);
 
+	/* ---- convolution chunks (0 and NULL: conv.c's defaults) ----
+	 * conv_chunk_cols: the columns a chunk's GEMM should get at least, when
+	 * the batch allows (0: conv.c's CHUNK_COLS); a GPU wants wide products.
+	 * conv_ws: workspace of the backend's own, which conv.c then uses instead
+	 * of the caller's: `want` floats are asked for (the preferred chunk),
+	 * `need` (one image) at least; it returns backend memory and sets *got,
+	 * need <= *got <= want, or NULL (conv.c then uses the caller's). Valid
+	 * until the next call; *got must depend on need and want alone, so that
+	 * the chunks, hence the results, do not depend on what ran before. */
+	int conv_chunk_cols;
+	float *(*conv_ws)(size_t need, size_t want, size_t *got);
+
 	/* ---- optional: NULL where a backend does not provide them ---- */
 
 	/* im2col and col2im over output rows [oy0, oy1) of ONE image (0 <= oy0 <
@@ -160,6 +172,10 @@ struct p2p_backend {
 	                float *v);
 	void (*wino_out)(const float *m, int c, int oh, int ow, int k, int t0, int t1,
 	                 const float *b, float *y);
+	/* u (36, cout, cin) from w (cout, cin, k, k): each kernel as G g G^T;
+	 * transposed: u (36, cin, cout), the weights of the input gradient
+	 * (w[co][ci] turned 180 degrees). */
+	void (*wino_weights)(const float *w, int cout, int cin, int k, int transposed, float *u);
 };
 
 /* The backends built into this binary. p2p_backend_get("cpu" | "cuda") runs

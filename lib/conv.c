@@ -17,7 +17,8 @@
 #include "layers.h"
 
 /* A chunk's GEMM gets at least this many columns when the batch allows
- * (bench/conv measures the choice; -DCHUNK_COLS=N to try another). */
+ * (bench/conv measures the choice; -DCHUNK_COLS=N to try another), unless
+ * the backend asks for another number (conv_chunk_cols). */
 #ifndef CHUNK_COLS
 #define CHUNK_COLS 1024
 #endif
@@ -84,22 +85,38 @@ static size_t ws_need(const p2p_conv *g, int nb)
 	return cols * col_rows(g) + (nb > 1 ? cols * swap_chans(g) : 0);
 }
 
-static int chunk_pref(const p2p_conv *g)
+static int chunk_pref(const p2p_conv *g, long chunk_cols)
 {
 	long p = gemm_cols(g);
-	long nb = (CHUNK_COLS + p - 1) / p;
+	long nb = (chunk_cols + p - 1) / p;
 	return nb < g->n ? (int)nb : g->n;
 }
 
 /* The largest chunk up to the preferred one that fits ws_n; 0 if none. */
-static int chunk_for(const p2p_conv *g, size_t ws_n)
+static int chunk_fit(const p2p_conv *g, size_t ws_n, long chunk_cols)
 {
-	int nb = chunk_pref(g);
+	int nb = chunk_pref(g, chunk_cols);
 	while (nb > 0 && ws_need(g, nb) > ws_n)
 		nb--;
 	if (nb == 0)
 		p2p_err("conv: workspace of %zu floats, %zu needed", ws_n, ws_need(g, 1));
 	return nb;
+}
+
+/* The chunk for g on be, and its workspace: the backend's own where it has
+ * one (*ws, *ws_n replaced), else the caller's. */
+static int chunk_for(const p2p_backend *be, const p2p_conv *g, float **ws, size_t *ws_n)
+{
+	long cols = be->conv_chunk_cols > 0 ? be->conv_chunk_cols : CHUNK_COLS;
+	if (be->conv_ws) {
+		size_t got = 0;
+		float *w = be->conv_ws(ws_need(g, 1), ws_need(g, chunk_pref(g, cols)), &got);
+		if (w) {
+			*ws = w;
+			*ws_n = got;
+		}
+	}
+	return chunk_fit(g, *ws_n, cols);
 }
 
 /* Grid rows per chunk within one image: about CHUNK_BYTES of columns
@@ -156,7 +173,7 @@ static void scatter(const p2p_backend *be, const p2p_conv *g, const float *col, 
 		                r0, r1, dst);
 }
 
-size_t p2p_conv_ws(const p2p_conv *g) { return ws_need(g, chunk_pref(g)); }
+size_t p2p_conv_ws(const p2p_conv *g) { return ws_need(g, chunk_pref(g, CHUNK_COLS)); }
 size_t p2p_conv_ws_min(const p2p_conv *g) { return ws_need(g, 1); }
 
 size_t p2p_conv_flops(const p2p_conv *g)
@@ -363,7 +380,7 @@ int p2p_conv2d_forward(const p2p_backend *be, const p2p_conv *g, float *y,
                        const float *x, const float *w, const float *b,
                        float *ws, size_t ws_n)
 {
-	int nb = chunk_for(g, ws_n);
+	int nb = chunk_for(be, g, &ws, &ws_n);
 	if (!nb)
 		return -1;
 	long p = gemm_cols(g), kk = col_rows(g);
@@ -393,7 +410,7 @@ int p2p_conv2d_backward(const p2p_backend *be, const p2p_conv *g,
                         float *dx, float *dw, float *db, const float *dy,
                         const float *x, const float *w, float *ws, size_t ws_n)
 {
-	int nb = chunk_for(g, ws_n);
+	int nb = chunk_for(be, g, &ws, &ws_n);
 	if (!nb)
 		return -1;
 	long p = gemm_cols(g), kk = col_rows(g);
@@ -434,7 +451,7 @@ int p2p_convt2d_forward(const p2p_backend *be, const p2p_conv *g, float *y,
                         const float *x, const float *w, const float *b,
                         float *ws, size_t ws_n)
 {
-	int nb = chunk_for(g, ws_n);
+	int nb = chunk_for(be, g, &ws, &ws_n);
 	if (!nb)
 		return -1;
 	long p = gemm_cols(g), kk = col_rows(g);
@@ -466,7 +483,7 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
                          float *dx, float *dw, float *db, const float *dy,
                          const float *x, const float *w, float *ws, size_t ws_n)
 {
-	int nb = chunk_for(g, ws_n);
+	int nb = chunk_for(be, g, &ws, &ws_n);
 	if (!nb)
 		return -1;
 	long p = gemm_cols(g), kk = col_rows(g);
@@ -522,7 +539,7 @@ static int wino_th(const p2p_conv *g) { return (g->oh + wino_m(g) - 1) / wino_m(
 
 static int wino_can(const p2p_backend *be, const p2p_conv *g)
 {
-	return be->wino_in && be->wino_out && be->gemm_batched && !g->transposed &&
+	return be->wino_in && be->wino_out && be->wino_weights && be->gemm_batched && !g->transposed &&
 	       (g->k == 3 || g->k == 4) && g->stride == 1 && g->pad < g->k;
 }
 
@@ -552,48 +569,6 @@ size_t p2p_conv_wino_ws(const p2p_conv *g)
 	p2p_conv t;
 	size_t a = wino_slot(g), b = p2p_conv_wino_input_grad(&t, g) == 0 ? wino_slot(&t) : 0;
 	return WINO_SLOTS * (a > b ? a : b);
-}
-
-void p2p_conv_wino_weights(const float *w, int cout, int cin, int k, int transposed, float *u)
-{
-	/* G: row j is p_j^c / prod_{l != j} (p_j - p_l) over the points 0, 1,
-	 * -1, 2, -2, and (0 .. 0 1) for infinity */
-	static const float G3[6][4] = {
-		{1 / 4.f, 0, 0}, {-1 / 6.f, -1 / 6.f, -1 / 6.f}, {-1 / 6.f, 1 / 6.f, -1 / 6.f},
-		{1 / 24.f, 1 / 12.f, 1 / 6.f}, {1 / 24.f, -1 / 12.f, 1 / 6.f}, {0, 0, 1}
-	};
-	static const float G4[6][4] = {
-		{1 / 4.f, 0, 0, 0}, {-1 / 6.f, -1 / 6.f, -1 / 6.f, -1 / 6.f},
-		{-1 / 6.f, 1 / 6.f, -1 / 6.f, 1 / 6.f}, {1 / 24.f, 1 / 12.f, 1 / 6.f, 1 / 3.f},
-		{1 / 24.f, -1 / 12.f, 1 / 6.f, -1 / 3.f}, {0, 0, 0, 1}
-	};
-	const float (*G)[4] = k == 3 ? G3 : G4;
-	int rows = transposed ? cin : cout, cols = transposed ? cout : cin, kk = k * k;
-	size_t plane = (size_t)rows * cols;
-	for (int a = 0; a < rows; a++)
-		for (int b = 0; b < cols; b++) {
-			/* the input gradient's weight (a = ci, b = co) is w[co][ci] turned 180 degrees */
-			const float *f = transposed ? w + ((size_t)b * cin + a) * kk : w + ((size_t)a * cin + b) * kk;
-			float g[4][4], t[6][4];
-			for (int y = 0; y < k; y++)
-				for (int x = 0; x < k; x++)
-					g[y][x] = transposed ? f[(k - 1 - y) * k + (k - 1 - x)] : f[y * k + x];
-			for (int i = 0; i < 6; i++)
-				for (int x = 0; x < k; x++) {
-					float v = 0;
-					for (int y = 0; y < k; y++)
-						v += G[i][y] * g[y][x];
-					t[i][x] = v;
-				}
-			float *o = u + (size_t)a * cols + b;
-			for (int i = 0; i < 6; i++)
-				for (int j = 0; j < 6; j++) {
-					float v = 0;
-					for (int x = 0; x < k; x++)
-						v += t[i][x] * G[j][x];
-					o[(i * 6 + j) * plane] = v;
-				}
-		}
 }
 
 typedef struct {

@@ -88,12 +88,14 @@ double p2p_crop_coverage(const double *xy, int n, const p2p_crop_rect *r)
 	return (double)in / n;
 }
 
+/* Pixel centres sit on integer coordinates (as catflw-synth and lm2heat
+ * have them): the 0.5 shifts map centres to centres, not edges to edges. */
 void p2p_crop_map(const p2p_crop_rect *r, int size, const double *xy, int n, double *out)
 {
 	double k = (double)size / (double)r->side;
 	for (int i = 0; i < n; i++) {
-		out[2 * i] = (xy[2 * i] - (double)r->x0) * k;
-		out[2 * i + 1] = (xy[2 * i + 1] - (double)r->y0) * k;
+		out[2 * i] = (xy[2 * i] - (double)r->x0 + 0.5) * k - 0.5;
+		out[2 * i + 1] = (xy[2 * i + 1] - (double)r->y0 + 0.5) * k - 0.5;
 	}
 }
 

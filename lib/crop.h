@@ -32,7 +32,8 @@ int p2p_crop_square(const double *xy, int n, const double *box, const p2p_crop_o
 		    const char *path, p2p_crop_rect *r);
 /* Fraction of the n points inside r (borders included); 1 when n is 0. */
 double p2p_crop_coverage(const double *xy, int n, const p2p_crop_rect *r);
-/* Points into the coordinates of the crop resized to size: (p - x0) * size / side. */
+/* Points into the coordinates of the crop resized to size, pixel centres on
+ * integers: (p - x0 + 0.5) * size / side - 0.5. */
 void p2p_crop_map(const p2p_crop_rect *r, int size, const double *xy, int n, double *out);
 
 enum { P2P_PAD_BLACK, P2P_PAD_EDGE };

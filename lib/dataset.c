@@ -79,7 +79,8 @@ static int list_dir(const char *dir, const char *const *exts, entry **out, int *
 		entries_free(e, n);
 		return -1;
 	}
-	qsort(e, n, sizeof *e, entry_cmp);
+	if (n > 1)   /* e is NULL in an empty folder */
+		qsort(e, n, sizeof *e, entry_cmp);
 	*out = e;
 	*count = n;
 	return 0;

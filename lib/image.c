@@ -7,6 +7,11 @@
 #include <strings.h>
 #include <vips/vips.h>
 
+/* Images are decoded whole: a few bytes of header can declare gigapixels
+ * (a small file of one repeated colour compresses that well), so larger
+ * images are refused before any pixel is read. catflw-crop's limit. */
+#define MAX_PIXELS (1L << 27)
+
 /* libvips' own warnings duplicate the one-line errors the programs print */
 static void quiet(const char *domain, GLogLevelFlags level, const char *msg, void *data)
 {
@@ -32,6 +37,14 @@ static void vips_reason(char *buf, size_t n)
 	memcpy(buf, s, len);
 	buf[len] = 0;
 	g_free(e);
+}
+
+static int too_large(VipsImage *in, const char *name)
+{
+	int w = vips_image_get_width(in), h = vips_image_get_height(in);
+	if ((long)w * h > MAX_PIXELS)
+		return p2p_err("%s: %dx%d is too large an image", name, w, h);
+	return 0;
 }
 
 /* Convert any loaded image to c 8-bit channels and copy its pixels out. */
@@ -86,7 +99,7 @@ int p2p_image_load(const char *path, int c, p2p_image *img)
 		vips_reason(why, sizeof why);
 		return p2p_err("%s: cannot read image: %s", path, why);
 	}
-	int rc = to_pixels(in, path, c, img);
+	int rc = too_large(in, path) ? -1 : to_pixels(in, path, c, img);
 	g_object_unref(in);
 	return rc;
 }
@@ -101,7 +114,7 @@ int p2p_image_load_mem(const void *buf, size_t n, const char *name, int c, p2p_i
 		vips_reason(why, sizeof why);
 		return p2p_err("%s: cannot read image: %s", name, why);
 	}
-	int rc = to_pixels(in, name, c, img);
+	int rc = too_large(in, name) ? -1 : to_pixels(in, name, c, img);
 	g_object_unref(in);
 	return rc;
 }

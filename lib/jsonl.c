@@ -60,6 +60,11 @@ static long read_line(p2p_jsonl *r)
 		return -1;
 	if (too_long)
 		return -2;
+	if (!r->buf) {  /* an empty first line stored nothing: no buffer yet */
+		if (!(r->buf = malloc(4096)))
+			return -3;
+		r->cap = 4096;
+	}
 	r->buf[len] = 0;
 	return (long)len;
 }
@@ -76,6 +81,9 @@ int p2p_jsonl_next(p2p_jsonl *r, cJSON **obj)
 			return p2p_err("%s:%ld: line longer than %u bytes", r->name, r->line, JSONL_MAX_LINE);
 		if (n == -3)
 			return p2p_err("%s:%ld: out of memory", r->name, r->line);
+		/* cJSON would end a string at a NUL, silently shortening it */
+		if (memchr(r->buf, 0, (size_t)n))
+			return p2p_err("%s:%ld: contains a NUL byte, not JSON", r->name, r->line);
 		const char *s = r->buf;
 		while (*s == ' ' || *s == '\t' || *s == '\r')
 			s++;
@@ -83,6 +91,14 @@ int p2p_jsonl_next(p2p_jsonl *r, cJSON **obj)
 			continue;   /* blank line */
 		const char *end = NULL;
 		cJSON *o = cJSON_ParseWithLengthOpts(r->buf, (size_t)n, &end, 0);
+		/* cJSON stops after the first value: anything but blanks after it
+		 * makes the line something other than one JSON object */
+		while (o && end && end < r->buf + n && (*end == ' ' || *end == '\t' || *end == '\r'))
+			end++;
+		if (o && end != r->buf + n) {
+			cJSON_Delete(o);
+			o = NULL;
+		}
 		if (!o)
 			return p2p_err("%s:%ld: not valid JSON", r->name, r->line);
 		if (!cJSON_IsObject(o)) {

@@ -72,12 +72,9 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
  * threads, down to one chunk's). */
 int p2p_conv_wino_ok(const p2p_backend *be, const p2p_conv *g);
 size_t p2p_conv_wino_ws(const p2p_conv *g);
-/* Host memory: u (36, cout, cin) from w (cout, cin, k, k); transposed:
- * u (36, cin, cout), the weights of the input gradient (w[co][ci] turned 180
- * degrees), for the geometry of p2p_conv_wino_input_grad. */
-void p2p_conv_wino_weights(const float *w, int cout, int cin, int k, int transposed, float *u);
-/* y (n, cout, oh, ow) = conv(x, w) + b (b may be NULL) with u from
- * p2p_conv_wino_weights (backend memory). -1 + p2p_err if !ok or ws_n is too small. */
+/* y (n, cout, oh, ow) = conv(x, w) + b (b may be NULL) with u made from w
+ * by be->wino_weights (transposed: the input gradient's, for the geometry of
+ * p2p_conv_wino_input_grad). -1 + p2p_err if be cannot or ws_n is too small. */
 int p2p_conv2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
                             const float *x, const float *u, const float *b,
                             float *ws, size_t ws_n);

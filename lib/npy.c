@@ -80,7 +80,7 @@ int p2p_npy_parse(const void *buf, size_t n, const char *name, p2p_npy *a)
 		return p2p_err("%s: bad 'fortran_order'", name);
 
 	v = dict_value(h, end, "shape");
-	if (!v || *v != '(')
+	if (!v || v >= end || *v != '(')
 		return p2p_err("%s: header has no 'shape'", name);
 	v++;
 	size_t count = 1;

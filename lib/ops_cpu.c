@@ -712,6 +712,65 @@ static void cpu_wino_out(const float *m, int c, int oh, int ow, int k, int t0, i
 	p2p_pool_run(c, parts_for(work, c), wino_out_range, &q);
 }
 
+/* The weights: G g G^T for every (row, column) pair of the output, rows
+ * [a0, a1) here. G's row j is p_j^c / prod_{l != j} (p_j - p_l) over the
+ * points 0, 1, -1, 2, -2, and (0 .. 0 1) for infinity. */
+typedef struct {
+	const float *w;
+	float *u;
+	int cout, cin, k, transposed;
+} wt_args;
+
+static void wino_weights_range(void *ctx, long a0, long a1)
+{
+	static const float G3[6][4] = {
+		{1 / 4.f, 0, 0}, {-1 / 6.f, -1 / 6.f, -1 / 6.f}, {-1 / 6.f, 1 / 6.f, -1 / 6.f},
+		{1 / 24.f, 1 / 12.f, 1 / 6.f}, {1 / 24.f, -1 / 12.f, 1 / 6.f}, {0, 0, 1}
+	};
+	static const float G4[6][4] = {
+		{1 / 4.f, 0, 0, 0}, {-1 / 6.f, -1 / 6.f, -1 / 6.f, -1 / 6.f},
+		{-1 / 6.f, 1 / 6.f, -1 / 6.f, 1 / 6.f}, {1 / 24.f, 1 / 12.f, 1 / 6.f, 1 / 3.f},
+		{1 / 24.f, -1 / 12.f, 1 / 6.f, -1 / 3.f}, {0, 0, 0, 1}
+	};
+	const wt_args *q = ctx;
+	int k = q->k, cin = q->cin, kk = k * k, tr = q->transposed;
+	const float (*G)[4] = k == 3 ? G3 : G4;
+	int rows = tr ? cin : q->cout, cols = tr ? q->cout : cin;
+	size_t plane = (size_t)rows * cols;
+	for (long a = a0; a < a1; a++)
+		for (int b = 0; b < cols; b++) {
+			/* the input gradient's weight (a = ci, b = co) is w[co][ci] turned 180 degrees */
+			const float *f = tr ? q->w + ((size_t)b * cin + a) * kk : q->w + ((size_t)a * cin + b) * kk;
+			float g[4][4], t[6][4];
+			for (int y = 0; y < k; y++)
+				for (int x = 0; x < k; x++)
+					g[y][x] = tr ? f[(k - 1 - y) * k + (k - 1 - x)] : f[y * k + x];
+			for (int i = 0; i < 6; i++)
+				for (int x = 0; x < k; x++) {
+					float v = 0;
+					for (int y = 0; y < k; y++)
+						v += G[i][y] * g[y][x];
+					t[i][x] = v;
+				}
+			float *o = q->u + (size_t)a * cols + b;
+			for (int i = 0; i < 6; i++)
+				for (int j = 0; j < 6; j++) {
+					float v = 0;
+					for (int x = 0; x < k; x++)
+						v += t[i][x] * G[j][x];
+					o[(i * 6 + j) * plane] = v;
+				}
+		}
+}
+
+static void cpu_wino_weights(const float *w, int cout, int cin, int k, int transposed, float *u)
+{
+	wt_args q = {w, u, cout, cin, k, transposed};
+	long rows = transposed ? cin : cout;
+	p2p_pool_run(rows, parts_for((long)cout * cin * 100, rows),
+	             wino_weights_range, &q);
+}
+
 /* ---- items across the pool ---- */
 
 typedef struct {
@@ -1072,6 +1131,7 @@ static const p2p_backend cpu_backend = {
 	.parallel = cpu_parallel,
 	.wino_in = cpu_wino_in,
 	.wino_out = cpu_wino_out,
+	.wino_weights = cpu_wino_weights,
 	.bias_add = cpu_bias_add,
 	.bias_grad = cpu_bias_grad,
 	.chan_affine = cpu_chan_affine,

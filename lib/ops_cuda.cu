@@ -88,6 +88,10 @@ static int cublas_load(void)
 	return 0;
 }
 
+/* The table, filled at the end of this file; init may tune it. */
+static p2p_backend make_table(void);
+static p2p_backend cuda_backend = make_table();
+
 /* ---- failure record and check macro ---- */
 
 static int failed;
@@ -221,6 +225,60 @@ static void *scratch(size_t bytes)
 	return scr;
 }
 
+/* ---- the convolutions' workspace ----
+ * One buffer for every layer of every model (they run one after another on
+ * the one stream), so that a chunk can span many images: GEMMs of
+ * CONV_COLS columns and more run several times faster than one image's at
+ * the inner layers. A grant is at most CONV_WS_MAX floats (more only when
+ * one image needs more), so the chunks depend on the layer alone. Both are
+ * tunable for experiments: P2P_CUDA_CHUNK_COLS, P2P_CUDA_CONV_WS_MB. */
+#define CONV_COLS 131072
+#define CONV_WS_MAX ((size_t)64 << 20)          /* floats: 256 MiB */
+
+static size_t conv_ws_max = CONV_WS_MAX;
+static void *conv_buf;
+static size_t conv_floats;
+
+static float *cu_conv_ws(size_t need, size_t want, size_t *got)
+{
+	size_t g = want < conv_ws_max ? want : conv_ws_max;
+	if (g < need)
+		g = need;
+	if (g > conv_floats) {
+		/* grow by half at least (up to the cap): a few sizes in the first
+		 * step, not one per layer */
+		size_t grow = conv_floats + conv_floats / 2;
+		size_t bytes = (g > grow ? g : grow < conv_ws_max ? grow : g) * sizeof(float);
+		if (conv_buf) {
+			/* queued kernels may still read the old one */
+			CK(cudaStreamSynchronize(stream));
+			CK(cudaFree(conv_buf));
+			mem_del(conv_buf);
+			conv_buf = NULL, conv_floats = 0;
+		}
+		cudaError_t e = cudaMalloc(&conv_buf, bytes);
+		if (e != cudaSuccess) {
+			/* out of memory is not sticky: the caller's workspace serves */
+			cudaGetLastError();
+			conv_buf = NULL;
+			return NULL;
+		}
+		mem_add(conv_buf, bytes);
+		conv_floats = bytes / sizeof(float);
+	}
+	*got = g;
+	return (float *)conv_buf;
+}
+
+/* A positive whole number from the environment, else def. */
+static long env_long(const char *name, long def)
+{
+	const char *s = getenv(name);
+	char *end;
+	long v = s ? strtol(s, &end, 10) : 0;
+	return s && *s && !*end && v > 0 ? v : def;
+}
+
 /* ---- set-up ---- */
 
 static void apply_math_mode(void)
@@ -251,6 +309,8 @@ static int cu_init(void)
 	apply_math_mode();
 	if (failed)
 		return p2p_err("%s", fail_msg);
+	conv_ws_max = (size_t)env_long("P2P_CUDA_CONV_WS_MB", (long)(CONV_WS_MAX >> 18)) << 18;
+	cuda_backend.conv_chunk_cols = (int)env_long("P2P_CUDA_CHUNK_COLS", CONV_COLS);
 	snprintf(dev_name, sizeof dev_name, "%.200s (sm_%d%d, %d SMs, %.1f GiB)", prop.name,
 	         prop.major, prop.minor, prop.multiProcessorCount,
 	         prop.totalGlobalMem / 1073741824.0);
@@ -1040,10 +1100,10 @@ static p2p_backend make_table(void)
 	t.mse = cu_mse;
 	t.l1 = cu_l1;
 	t.adam = cu_adam;
+	t.conv_chunk_cols = CONV_COLS;
+	t.conv_ws = cu_conv_ws;
 	return t;
 }
-
-static const p2p_backend cuda_backend = make_table();
 
 extern "C" const p2p_backend *p2p_backend_cuda(void)
 {

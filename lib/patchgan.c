@@ -16,8 +16,8 @@
  * (the CPU) and the image is large enough for it to pay: forward, and the
  * input gradient with the weights turned and transposed; the weight
  * gradient stays direct. The weights change every step, so each forward
- * transforms them anew (the input gradient's at the backward that needs
- * them). */
+ * transforms them anew, on the backend (the input gradient's at the
+ * backward that needs them). */
 #include "models.h"
 
 #include <stdio.h>
@@ -40,8 +40,7 @@ struct p2p_patchgan {
 	float *x, *a[NL], *l[NL], *mean[NL], *rstd[NL];
 	float *sa, *sb, *ws;
 	size_t ws_n;
-	float *u3, *ut3;            /* conv.3's Winograd weights (NULL: direct), for ... */
-	float *hw, *hu;             /* ... which host copies of w and u are made */
+	float *u3, *ut3;            /* conv.3's Winograd weights (NULL: direct) */
 	int ut_ok;                  /* ut3 is of the weights of the last forward */
 	int n;                      /* images in the last forward, 0 before one */
 	float *bufs[4 * NL + 10];
@@ -145,12 +144,6 @@ p2p_patchgan *p2p_patchgan_new(const p2p_backend *be, const p2p_patchgan_cfg *cf
 		if (i == 3 && p2p_conv_wino_ok(be, g)) {
 			size_t nu = 36 * (size_t)g->cin * g->cout, wn = p2p_conv_wino_ws(g);
 			d->ws_n = wn > d->ws_n ? wn : d->ws_n;
-			d->hw = malloc((size_t)g->cin * g->cout * 16 * sizeof(float));
-			d->hu = malloc(nu * sizeof(float));
-			if (!d->hw || !d->hu) {
-				p2p_err("patchgan: out of memory");
-				goto fail;
-			}
 			if (!(d->u3 = buf(d, nu)) || !(d->ut3 = buf(d, nu)))
 				goto fail;
 		}
@@ -182,8 +175,6 @@ void p2p_patchgan_free(p2p_patchgan *d)
 	for (int i = 0; i < d->nbufs; i++)
 		d->be->free(d->bufs[i]);
 	p2p_params_free(&d->ps);
-	free(d->hw);
-	free(d->hu);
 	free(d);
 }
 
@@ -210,9 +201,7 @@ static p2p_conv at(const p2p_conv *c, int n)
 static void wino_weights(p2p_patchgan *d, int transposed)
 {
 	const p2p_conv *g = &d->conv[3];
-	d->be->download(d->hw, d->w[3], (size_t)g->cin * g->cout * 16);
-	p2p_conv_wino_weights(d->hw, g->cout, g->cin, 4, transposed, d->hu);
-	d->be->upload(transposed ? d->ut3 : d->u3, d->hu, 36 * (size_t)g->cin * g->cout);
+	d->be->wino_weights(d->w[3], g->cout, g->cin, 4, transposed, transposed ? d->ut3 : d->u3);
 }
 
 const float *p2p_patchgan_forward(p2p_patchgan *d, const float *x, int n)
@@ -319,19 +308,6 @@ int p2p_patchgan_meta_add(p2p_st_writer *w, const p2p_patchgan_cfg *cfg)
 	return 0;
 }
 
-static int meta_int(const p2p_st *st, const char *path, const char *key, int *out)
-{
-	const char *s = p2p_st_meta(st, key);
-	if (!s)
-		return p2p_err("%s: no \"%s\" in the metadata", path, key);
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (end == s || *end || v < 0 || v > 1 << 20)
-		return p2p_err("%s: metadata \"%s\": bad value \"%s\"", path, key, s);
-	*out = (int)v;
-	return 0;
-}
-
 int p2p_patchgan_meta_read(const p2p_st *st, const char *path, p2p_patchgan_cfg *cfg)
 {
 	const char *arch = p2p_st_meta(st, "d_arch");
@@ -343,9 +319,9 @@ int p2p_patchgan_meta_read(const p2p_st *st, const char *path, p2p_patchgan_cfg 
 	if (norm && strcmp(norm, "instance") != 0)
 		return p2p_err("%s: norm \"%s\" (only \"instance\" is supported)", path, norm);
 	p2p_patchgan_cfg c;
-	if (meta_int(st, path, "d_size", &c.size) != 0 ||
-	    meta_int(st, path, "d_in_ch", &c.in_ch) != 0 ||
-	    meta_int(st, path, "ndf", &c.ndf) != 0)
+	if (p2p_st_meta_int(st, path, "d_size", &c.size) != 0 ||
+	    p2p_st_meta_int(st, path, "d_in_ch", &c.in_ch) != 0 ||
+	    p2p_st_meta_int(st, path, "ndf", &c.ndf) != 0)
 		return -1;
 	if (check_cfg(&c, path) != 0)
 		return -1;

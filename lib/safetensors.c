@@ -598,8 +598,8 @@ int p2p_st_save(p2p_st_writer *w, const char *path)
 		lenb[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
 	int bad = fwrite(lenb, 1, 8, f.fp) != 8 || fwrite(hdr, 1, hlen, f.fp) != hlen;
 	free(hdr);
-	for (int i = 0; !bad && i < w->count; i++)
-		bad = fwrite(w->data[i], 4, w->e[i].numel, f.fp) != w->e[i].numel;
+	for (int i = 0; !bad && i < w->count; i++)   /* an empty tensor may have no data */
+		bad = w->e[i].numel && fwrite(w->data[i], 4, w->e[i].numel, f.fp) != w->e[i].numel;
 	if (bad) {
 		p2p_err_errno("%s: write failed", path);
 		p2p_afile_abort(&f);
@@ -654,5 +654,18 @@ int p2p_st_load_params(const p2p_st *st, const p2p_params *ps, const char *prefi
 			return -1;
 		memcpy(host + ps->offset[i], d, ps->numel[i] * sizeof *host);
 	}
+	return 0;
+}
+
+int p2p_st_meta_int(const p2p_st *st, const char *path, const char *key, int *out)
+{
+	const char *s = p2p_st_meta(st, key);
+	if (!s)
+		return p2p_err("%s: no \"%s\" in the metadata", path, key);
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (end == s || *end || v < 0 || v > 1 << 20)
+		return p2p_err("%s: metadata \"%s\": bad value \"%s\"", path, key, s);
+	*out = (int)v;
 	return 0;
 }

@@ -39,6 +39,9 @@ int p2p_st_get_shaped(const p2p_st *st, const char *name, int ndim,
                       const int *shape, const float **data);
 /* A "__metadata__" value, or NULL. */
 const char *p2p_st_meta(const p2p_st *st, const char *key);
+/* A metadata value that must be a whole number in [0, 2^20] (sizes, widths);
+ * -1 + p2p_err naming path and key when it is missing or not one. */
+int p2p_st_meta_int(const p2p_st *st, const char *path, const char *key, int *out);
 int p2p_st_meta_count(const p2p_st *st);
 const char *p2p_st_meta_key(const p2p_st *st, int i);
 

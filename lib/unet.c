@@ -481,19 +481,6 @@ int p2p_unet_meta_add(p2p_st_writer *w, const p2p_unet_cfg *cfg)
 	return 0;
 }
 
-static int meta_int(const p2p_st *st, const char *path, const char *key, int *out)
-{
-	const char *s = p2p_st_meta(st, key);
-	if (!s)
-		return p2p_err("%s: no \"%s\" in the metadata", path, key);
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (end == s || *end || v < 0 || v > 1 << 20)
-		return p2p_err("%s: metadata \"%s\": bad value \"%s\"", path, key, s);
-	*out = (int)v;
-	return 0;
-}
-
 int p2p_unet_meta_read(const p2p_st *st, const char *path, p2p_unet_cfg *cfg)
 {
 	const char *arch = p2p_st_meta(st, "arch");
@@ -505,10 +492,10 @@ int p2p_unet_meta_read(const p2p_st *st, const char *path, p2p_unet_cfg *cfg)
 	if (norm && strcmp(norm, "instance") != 0)
 		return p2p_err("%s: norm \"%s\" (only \"instance\" is supported)", path, norm);
 	p2p_unet_cfg c;
-	if (meta_int(st, path, "size", &c.size) != 0 ||
-	    meta_int(st, path, "in_ch", &c.in_ch) != 0 ||
-	    meta_int(st, path, "out_ch", &c.out_ch) != 0 ||
-	    meta_int(st, path, "ngf", &c.ngf) != 0)
+	if (p2p_st_meta_int(st, path, "size", &c.size) != 0 ||
+	    p2p_st_meta_int(st, path, "in_ch", &c.in_ch) != 0 ||
+	    p2p_st_meta_int(st, path, "out_ch", &c.out_ch) != 0 ||
+	    p2p_st_meta_int(st, path, "ngf", &c.ngf) != 0)
 		return -1;
 	const char *s = p2p_st_meta(st, "dropout");
 	if (!s)

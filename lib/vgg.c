@@ -12,9 +12,10 @@
  * Where the backend has Winograd's transforms (the CPU), layers 2 to 14 run
  * as Winograd F(4x4, 3x3) convolutions, forward and (with the weights
  * turned 180 degrees and transposed) backward, wherever that pays (images
- * of 16x16 and more): a quarter of the multiplications. Their transformed weights are made from the parameters
- * at the first forward, and again whenever the parameters differ from the
- * copy they were made from (a test may set them by hand). */
+ * of 16x16 and more): a quarter of the multiplications. Their transformed
+ * weights are made from the parameters (by the backend, no transfer) at the
+ * first forward, and again at the first forward after p2p_vgg_params,
+ * through which the parameters may be changed. */
 #include "models.h"
 
 #include <stdio.h>
@@ -44,9 +45,8 @@ struct p2p_vgg {
 	float *sa, *sb, *ws;
 	size_t ws_n;
 	int n;
-	int wino, wready;           /* some layers by Winograd (u[i] set); u made from wsrc */
+	int wino, stale;            /* some layers by Winograd (u[i] set); u to be made */
 	float *u[NC], *ut[NC];      /* their transformed weights: forward, input gradient */
-	float *wsrc, *wnow;         /* host: the parameters u was made from; scratch */
 	float *bufs[4 * NC + 8];
 	int nbufs;
 };
@@ -133,11 +133,7 @@ static p2p_vgg *vgg_new(const p2p_backend *be, int size, int batch)
 		aff[3 + c] = (0.5f - imagenet_mean[c]) / imagenet_std[c];
 	}
 	be->upload(v->affine, aff, 6);
-	if (v->wino && (!(v->wsrc = malloc(v->ps.total * sizeof(float))) ||
-	                !(v->wnow = malloc(v->ps.total * sizeof(float))))) {
-		p2p_err("vgg16: out of memory");
-		goto fail;
-	}
+	v->stale = 1;
 	return v;
 fail:
 	p2p_vgg_free(v);
@@ -186,12 +182,15 @@ void p2p_vgg_free(p2p_vgg *v)
 	for (int i = 0; i < v->nbufs; i++)
 		v->be->free(v->bufs[i]);
 	p2p_params_free(&v->ps);
-	free(v->wsrc);
-	free(v->wnow);
 	free(v);
 }
 
-p2p_params *p2p_vgg_params(p2p_vgg *v) { return &v->ps; }
+/* The caller may change the weights: transform them again at the next forward. */
+p2p_params *p2p_vgg_params(p2p_vgg *v)
+{
+	v->stale = 1;
+	return &v->ps;
+}
 
 size_t p2p_vgg_flops(const p2p_vgg *v)
 {
@@ -208,38 +207,17 @@ static p2p_conv at(const p2p_conv *c, int n)
 	return t;
 }
 
-/* The Winograd weights of layers 1.. from the parameters, unless they were
- * made from these very parameters. */
-static int wino_refresh(p2p_vgg *v)
+/* The Winograd weights of the layers that have them, from the parameters. */
+static void wino_refresh(p2p_vgg *v)
 {
-	const p2p_backend *be = v->be;
-	size_t total = v->ps.total;
-	be->download(v->wnow, v->ps.data, total);
-	if (v->wready && !memcmp(v->wnow, v->wsrc, total * sizeof(float)))
-		return 0;
-	size_t big = 0;
-	for (int i = 1; i < NC; i++) {
-		size_t nu = 36 * (size_t)v->conv[i].cin * v->conv[i].cout;
-		big = v->u[i] && nu > big ? nu : big;
-	}
-	float *h = malloc(big * sizeof *h);
-	if (!h)
-		return p2p_err("vgg16: out of memory");
 	for (int i = 1; i < NC; i++) {
 		const p2p_conv *g = &v->conv[i];
-		const float *w = v->wnow + (v->w[i] - v->ps.data);
 		if (!v->u[i])
 			continue;
-		size_t nu = 36 * (size_t)g->cin * g->cout;
-		p2p_conv_wino_weights(w, g->cout, g->cin, 3, 0, h);
-		be->upload(v->u[i], h, nu);
-		p2p_conv_wino_weights(w, g->cout, g->cin, 3, 1, h);
-		be->upload(v->ut[i], h, nu);
+		v->be->wino_weights(v->w[i], g->cout, g->cin, 3, 0, v->u[i]);
+		v->be->wino_weights(v->w[i], g->cout, g->cin, 3, 1, v->ut[i]);
 	}
-	free(h);
-	memcpy(v->wsrc, v->wnow, total * sizeof(float));
-	v->wready = 1;
-	return 0;
+	v->stale = 0;
 }
 
 const float *p2p_vgg_forward(p2p_vgg *v, const float *x, int n)
@@ -250,8 +228,8 @@ const float *p2p_vgg_forward(p2p_vgg *v, const float *x, int n)
 		return NULL;
 	}
 	v->n = 0;
-	if (v->wino && wino_refresh(v) != 0)
-		return NULL;
+	if (v->wino && v->stale)
+		wino_refresh(v);
 	be->chan_affine(x, v->xn, n, 3, (long)v->size * v->size, v->affine, v->affine + 3);
 	const float *in = v->xn;
 	for (int i = 0; i < NC; i++) {

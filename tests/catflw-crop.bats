@@ -35,7 +35,8 @@ label_points() { sed -E 's/.*"labels": *\[\[(.*)\]\].*/\1/' "$1" | sed -E 's/\],
 label_box() { sed -E 's/.*"bounding_boxes": *\[([^]]*)\].*/\1/' "$1" | tr -d ' '; }
 
 # check_mapping LINE LABEL_POINTS BOX SIZE: every point, and the box, is
-# (p - (x0, y0)) * SIZE / side for the line's "crop" [x0, y0, side].
+# (p - (x0, y0) + 0.5) * SIZE / side - 0.5 for the line's "crop" [x0, y0, side]
+# (pixel centres on integer coordinates).
 check_mapping() {
 	local crop
 	crop=$(json_array "$1" crop)
@@ -44,13 +45,13 @@ check_mapping() {
 		function bad(what) { print "mismatch: " what > "/dev/stderr"; err = 1 }
 		BEGIN { split(crop, c, ","); k = size / c[3] }
 		{
-			if ((($1 - ($3 - c[1]) * k) ^ 2) > 1e-6 || (($2 - ($4 - c[2]) * k) ^ 2) > 1e-6) bad($0)
+			if ((($1 - (($3 - c[1] + 0.5) * k - 0.5)) ^ 2) > 1e-6 || (($2 - (($4 - c[2] + 0.5) * k - 0.5)) ^ 2) > 1e-6) bad($0)
 			n++
 		}
 		END {
 			split(box, b, ","); split(got, g, ",")
 			for (i = 1; i <= 4; i++)
-				if (((g[i] - (b[i] - c[2 - i % 2]) * k) ^ 2) > 1e-6) bad("box " i)
+				if (((g[i] - ((b[i] - c[2 - i % 2] + 0.5) * k - 0.5)) ^ 2) > 1e-6) bad("box " i)
 			if (n == 0) bad("no points")
 			exit err
 		}'
@@ -102,8 +103,8 @@ pixel() { vips getpoint "$1" "$2" "$3" | awk '{ printf "%d", $1 }'; }
 	run -0 --separate-stderr catflw-crop -o out fx/good
 	[ "$stderr" = "catflw-crop: 3 cropped, 0 skipped" ]
 	[ ${#lines[@]} -eq 3 ]
-	[[ ${lines[0]} == '{"id":"a","image":"out/a.jpg","points":[[225.103,128],[224.265,139.52],'* ]]
-	[[ ${lines[0]} == *'"box":[22.069,30.897,233.931,225.103],"src":"fx/good/images/a.png","crop":[17,21,58]}' ]]
+	[[ ${lines[0]} == '{"id":"a","image":"out/a.jpg","points":[[226.81,129.707],[225.972,141.227],'* ]]
+	[[ ${lines[0]} == *'"box":[23.776,32.603,235.638,226.81],"src":"fx/good/images/a.png","crop":[17,21,58]}' ]]
 	[[ ${lines[1]} == '{"id":"b","image":"out/b.jpg",'*'"src":"fx/good/images/b.png","crop":[53,13,54]}' ]]
 	[[ ${lines[2]} == '{"id":"c","image":"out/c.jpg",'*'"src":"fx/good/images/c.jpg","crop":[23,21,34]}' ]]
 	[ "$(ls out)" = "$(printf 'a.jpg\nb.jpg\nc.jpg')" ]
@@ -115,7 +116,7 @@ pixel() { vips getpoint "$1" "$2" "$3" | awk '{ printf "%d", $1 }'; }
 	done
 }
 
-@test "points and box in crop coordinates: (p - (x0, y0)) * size / side" {
+@test "points and box in crop coordinates: (p - (x0, y0) + 0.5) * size / side - 0.5" {
 	run -0 --separate-stderr catflw-crop -o out -s 96 fx/good fx/cat/d.jpg.cat
 	[ ${#lines[@]} -eq 4 ]
 	for i in 0 1 2; do
@@ -169,14 +170,14 @@ pixel() { vips getpoint "$1" "$2" "$3" | awk '{ printf "%d", $1 }'; }
 	cp fx/good/images/a.png small/images/
 	sed -E 's/"bounding_boxes": *\[[^]]*\]/"bounding_boxes": [36, 40, 56, 60]/' fx/good/labels/a.json >small/labels/a.json
 	run -0 --separate-stderr catflw-crop -o out small
-	inside=$(json_points "${lines[0]}" | awk '$1 >= 0 && $1 <= 256 && $2 >= 0 && $2 <= 256' | wc -l)
+	inside=$(json_points "${lines[0]}" | awk -v e="$(awk 'BEGIN { print 0.5 * 256 / 24 }')" '$1 >= -e && $1 <= 256 + e && $2 >= -e && $2 <= 256 + e' | wc -l)
 	[ "$inside" -ge 44 ]
 	run -0 --separate-stderr catflw-crop -o out --min-coverage 0 small
 	[[ ${lines[0]} == *'"crop":[34,38,24]}' ]]
 	run -0 --separate-stderr catflw-crop -o out --max-grow 1 small
 	[[ ${lines[0]} == *'"crop":[34,38,24]}' ]]
 	run -0 --separate-stderr catflw-crop -o out --min-coverage 1 --max-grow 10 small
-	inside=$(json_points "${lines[0]}" | awk '$1 >= 0 && $1 <= 256 && $2 >= 0 && $2 <= 256' | wc -l)
+	inside=$(json_points "${lines[0]}" | awk -v e="$(awk 'BEGIN { print 0.5 * 256 / 24 }')" '$1 >= -e && $1 <= 256 + e && $2 >= -e && $2 <= 256 + e' | wc -l)
 	[ "$inside" -eq 48 ]
 }
 

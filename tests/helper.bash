@@ -4,7 +4,10 @@ bats_require_minimum_version 1.5.0
 
 TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 FIXTURES=$TOP/tests/fixtures
-export PATH="$TOP/build/bin:$PATH"
+# scripts/run-tests sets P2P_BIN to the build being tested (build-san/bin
+# for the sanitizer build)
+P2P_BIN=${P2P_BIN:-$TOP/build/bin}
+export PATH="$P2P_BIN:$PATH"
 
 setup() {
 	export HOME=$BATS_TEST_TMPDIR

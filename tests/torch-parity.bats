@@ -18,7 +18,7 @@ setup() {
 	cd "$BATS_TEST_TMPDIR" || return 1
 	PY=$(torch_python) ||
 		skip "PyTorch is not importable (Debian: apt-get install python3-torch)"
-	"$TOP/build/tests/test_models" --parity .
+	"$P2P_BIN/../tests/test_models" --parity .
 }
 
 @test "G, D and VGG16: outputs and gradients match PyTorch within 1e-4" {

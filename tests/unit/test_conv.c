@@ -650,8 +650,8 @@ static void wino_layer(int n, int cin, int h, int w, int cout, int k, int p, siz
 	float *w_ = malloc(nw * 4), *b = malloc(cout * 4), *u = malloc(36 * nw * 4);
 	float *ut = malloc(36 * nw * 4), *ws = malloc(wsn * 4), *y2 = malloc(ny * 4);
 	fill(x, nx), fill(w_, nw), fill(b, cout), fill(dy, ny);
-	p2p_conv_wino_weights(w_, cout, cin, k, 0, u);
-	p2p_conv_wino_weights(w_, cout, cin, k, 1, ut);
+	be->wino_weights(w_, cout, cin, k, 0, u);
+	be->wino_weights(w_, cout, cin, k, 1, ut);
 	CHECK(p2p_conv2d_forward_wino(be, &g, y, x, u, b, ws, wsn) == 0);
 	CHECK(p2p_conv2d_forward_wino(be, &t, dx, dy, ut, NULL, ws, wsn) == 0);
 	double ey = rel_err(y, 0, ny, cap, ref_small, &r, w_, x, b, g.oh * g.ow);

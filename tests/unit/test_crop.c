@@ -174,10 +174,15 @@ static void map_points(void)
 	p2p_crop_rect r = { -10, 20, 200 };
 	double xy[4] = { -10, 20, 90, 70 }, out[4];
 	p2p_crop_map(&r, 256, xy, 2, out);
-	CHECK_NEAR(out[0], 0, 0);
-	CHECK_NEAR(out[1], 0, 0);
-	CHECK_NEAR(out[2], 128, 1e-12);
-	CHECK_NEAR(out[3], 64, 1e-12);
+	/* centres map to centres: the crop's first pixel centre is at 0.5 / k - 0.5 */
+	CHECK_NEAR(out[0], 0.5 * 1.28 - 0.5, 1e-12);
+	CHECK_NEAR(out[1], 0.5 * 1.28 - 0.5, 1e-12);
+	CHECK_NEAR(out[2], 100.5 * 1.28 - 0.5, 1e-12);
+	CHECK_NEAR(out[3], 50.5 * 1.28 - 0.5, 1e-12);
+	double c[2] = { -10 + 0.5 / 1.28 - 0.5, 20 + 0.5 / 1.28 - 0.5 };
+	p2p_crop_map(&r, 256, c, 1, out);
+	CHECK_NEAR(out[0], 0, 1e-12);
+	CHECK_NEAR(out[1], 0, 1e-12);
 }
 
 /* ---- rendering ---- */

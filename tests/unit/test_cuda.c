@@ -342,6 +342,11 @@ static void conv_all(double tol)
 	conv_case(1, 3, 6, 5, 7, 4, 4, 2, 1, tol, "n3 6->4 5x7 k4s2p1");
 	conv_case(1, 24, 64, 1, 1, 64, 4, 2, 1, tol, "n24 64->64 1x1 k4s2p1");
 	conv_case(1, 2, 128, 16, 16, 3, 4, 2, 1, tol, "n2 128->3 16x16 k4s2p1");
+	/* the model's shapes where the GPU's chunks span many images: U-Net
+	 * up.1 (all 8 in one), PatchGAN conv.4 at 48 (more than the backend's
+	 * workspace grants: chunks of a few) */
+	conv_case(1, 8, 256, 64, 64, 64, 4, 2, 1, tol, "n8 256->64 64x64 k4s2p1");
+	conv_case(0, 48, 512, 31, 31, 1, 4, 1, 1, tol, "n48 512->1 31x31 k4s1p1");
 }
 
 static void test_conv(void)

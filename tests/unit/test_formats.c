@@ -87,6 +87,12 @@ static void atomic_write_leaves_no_temp(void)
 	free(buf);
 	CHECK(p2p_write_file("/nonexistent-dir/x", "x", 1) == -1);
 	CHECK(strncmp(p2p_errmsg(), "/nonexistent-dir/x: cannot create", 33) == 0);
+	/* a killed writer's temp file is swept; other dot files stay */
+	CHECK(p2p_write_file(tmp(".a.txt.tmp.Ab12Cd"), "x", 1) == 0);
+	CHECK(p2p_write_file(tmp(".keep"), "x", 1) == 0);
+	CHECK(p2p_afile_sweep(dir) == 1);
+	CHECK(access(tmp(".a.txt.tmp.Ab12Cd"), F_OK) != 0 && access(tmp(".keep"), F_OK) == 0);
+	CHECK(p2p_afile_sweep(tmp("no-such-folder")) == 0);
 	CHECK(p2p_mkdirs(tmp("d1/d2/d3")) == 0);
 	CHECK(p2p_mkdirs(tmp("d1/d2/d3")) == 0);
 	CHECK(p2p_mkdirs(tmp("a.txt")) == -1);
@@ -160,6 +166,8 @@ static void npy_rejects_malformed(void)
 	CHECK(parse_with("{'descr': '|u1', 'fortran_order': False, 'shape': (1,1,1,1,1), }", 1, "more than 4"));
 	CHECK(parse_with("{'descr': '|u1', 'fortran_order': False, 'shape': (2, x), }", 2, "bad 'shape'"));
 	CHECK(parse_with("{'descr': '|u1', 'fortran_order': False}", 0, "no 'shape'"));
+	/* found by fuzzing: the header ends where the shape should begin */
+	CHECK(parse_with("{'descr': '|u1', 'fortran_order': False, 'shape':   ", 0, "no 'shape'"));
 	p2p_npy a;
 	CHECK(p2p_npy_parse("\x93NUMPY\x01\x00\xff\x00{", 11, "t.npy", &a) == -1);
 	CHECK(strcmp(p2p_errmsg(), "t.npy: truncated header") == 0);
@@ -228,6 +236,29 @@ static void jsonl_reads_and_reports_lines(void)
 	cJSON_Delete(pa);
 }
 
+/* Found by fuzzing (tests/fuzz/regress/jsonl/): a blank first line, a NUL
+ * byte, text after the object. */
+static void jsonl_rejects_what_is_not_one_object(void)
+{
+	const char text[] = "\n{\"id\": \"a\"}\n{\"id\": \"b\"} {}\n{\"i\0d\": \"c\"}\n"
+	                    "{\"id\": \"d\"} \t\r\n";
+	CHECK(p2p_write_file(tmp("z.jsonl"), text, sizeof text - 1) == 0);
+	p2p_jsonl r;
+	cJSON *o;
+	CHECK(p2p_jsonl_open(&r, tmp("z.jsonl")) == 0);
+	CHECK(p2p_jsonl_next(&r, &o) == 1 && r.line == 2);
+	cJSON_Delete(o);
+	CHECK(p2p_jsonl_next(&r, &o) == -1 && !o);
+	CHECKF(strstr(p2p_errmsg(), "z.jsonl:3: not valid JSON") != NULL, "%s", p2p_errmsg());
+	CHECK(p2p_jsonl_next(&r, &o) == -1 && !o);
+	CHECKF(strstr(p2p_errmsg(), "z.jsonl:4: contains a NUL byte, not JSON") != NULL, "%s",
+	       p2p_errmsg());
+	CHECK(p2p_jsonl_next(&r, &o) == 1 && r.line == 5);
+	cJSON_Delete(o);
+	CHECK(p2p_jsonl_next(&r, &o) == 0);
+	p2p_jsonl_close(&r);
+}
+
 static void image_round_trip_and_resize(void)
 {
 	p2p_image a, b, c;
@@ -279,6 +310,7 @@ int main(void)
 	RUN(npy_round_trip);
 	RUN(npy_rejects_malformed);
 	RUN(jsonl_reads_and_reports_lines);
+	RUN(jsonl_rejects_what_is_not_one_object);
 	RUN(image_round_trip_and_resize);
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
