@@ -392,8 +392,9 @@ def _threads(n):
 def bench(what="train", size=256, batch=4, threads=2, steps=3, warmup=1, perc=True,
           ngf=64, ndf=64, vgg16=None, seed=0, device="cpu", tf32=True, cudnn_benchmark=True):
     """Time training steps or generation on random data; the median over the
-    steps. Returns a dict with images_per_s (and, on a GPU, the peak memory
-    PyTorch's allocator held for tensors and reserved in all).
+    steps of wall-clock and process CPU seconds. Returns a dict with
+    images_per_s (and, on a GPU, the peak memory PyTorch's allocator held for
+    tensors and reserved in all).
 
     On a GPU: cuDNN autotuning on unless cudnn_benchmark is False; TF32 for
     the convolutions as PyTorch's default unless tf32 is False (the matrix
@@ -422,24 +423,25 @@ def bench(what="train", size=256, batch=4, threads=2, steps=3, warmup=1, perc=Tr
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    times, cpu = [], []
     if what == "train":
         vgg = make_vgg(vgg16, seed).to(dev) if perc else None
         opt_g, opt_d = make_optimisers(G, D)
         G.dropout = True
         for i in range(warmup + steps):
             sync()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             train_step(G, D, vgg, opt_g, opt_d, A, B)
             sync()
             if i >= warmup:
                 times.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
     elif what == "gen":
         G.eval()
         with torch.no_grad():
             for i in range(warmup + steps):
                 sync()
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 img = G(A)
                 # the generator writes 8-bit pixels: count the conversion
                 px = ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
@@ -447,6 +449,7 @@ def bench(what="train", size=256, batch=4, threads=2, steps=3, warmup=1, perc=Tr
                     px = px.cpu()
                 if i >= warmup:
                     times.append(time.perf_counter() - t)
+                    cpu.append(time.process_time() - c)
     else:
         raise ValueError(f"what: train or gen, not {what}")
     med = statistics.median(times)
@@ -454,7 +457,7 @@ def bench(what="train", size=256, batch=4, threads=2, steps=3, warmup=1, perc=Tr
          "batch": batch, "threads": threads, "perc": bool(perc and what == "train"),
          "ngf": ngf, "ndf": ndf, "steps": steps, "device": device,
          "seconds_per_step": med, "seconds_mean": statistics.fmean(times),
-         "images_per_s": batch / med}
+         "cpu_seconds_per_step": statistics.median(cpu), "images_per_s": batch / med}
     if cuda:
         r.update({"gpu": torch.cuda.get_device_name(), "tf32": tf32,
                   "cudnn": torch.backends.cudnn.version(), "cudnn_benchmark": cudnn_benchmark,

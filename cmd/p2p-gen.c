@@ -7,6 +7,8 @@
 #include "npy.h"
 #include "ops_cuda.h"
 #include "atomic.h"
+#include "benchstat.h"
+#include "cpu_pool.h"
 #include "progress.h"
 
 #include <getopt.h>
@@ -25,7 +27,7 @@ typedef struct {
 	uint64_t seed;
 	int batch, threads;
 	int shard_i, shard_n, shard_set;
-	int strict, progress;
+	int strict, progress, bench;
 	int tf32;               /* TF32 matrix products on the GPU */
 	char **inputs;          /* sorted file names, or NULL: the filter */
 	int ninputs;
@@ -59,6 +61,7 @@ static void usage(void)
 	       "      --shard I/N     only inputs I, I+N, ... of the sorted list (0-based)\n"
 	       "      --strict        stop at the first bad heatmap (exit 1)\n"
 	       "      --progress, --quiet   force the progress bar on or off\n"
+	       "      --bench         at the end, the forward passes' speed as JSON on stderr\n"
 	       "  -h, --help, --version\n", p2p_prog);
 }
 
@@ -81,7 +84,7 @@ static int has_image_ext(const char *s)
 static void parse_args(int argc, char **argv, options *o)
 {
 	enum { O_STOCH = 256, O_SEED, O_GRID, O_DEVICE, O_SHARD, O_STRICT, O_PROGRESS,
-	       O_QUIET, O_VERSION, O_NOTF32 };
+	       O_QUIET, O_VERSION, O_NOTF32, O_BENCH };
 	static const struct option longs[] = {
 		{ "model", required_argument, 0, 'm' },
 		{ "out", required_argument, 0, 'o' },
@@ -98,6 +101,7 @@ static void parse_args(int argc, char **argv, options *o)
 		{ "quiet", no_argument, 0, O_QUIET },
 		{ "help", no_argument, 0, 'h' },
 		{ "version", no_argument, 0, O_VERSION },
+		{ "bench", no_argument, 0, O_BENCH },
 		{ 0, 0, 0, 0 }
 	};
 	memset(o, 0, sizeof *o);
@@ -133,6 +137,7 @@ static void parse_args(int argc, char **argv, options *o)
 		case O_STRICT: o->strict = 1; break;
 		case O_PROGRESS: o->progress = 1; break;
 		case O_QUIET: o->progress = 0; break;
+		case O_BENCH: o->bench = 1; break;
 		case 'h': usage(); exit(0);
 		case O_VERSION: printf("%s p2pcat %s\n", p2p_prog, P2P_VERSION); exit(0);
 		case ':': p2p_usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -166,6 +171,39 @@ static void parse_args(int argc, char **argv, options *o)
 		p2p_die(1, "out of memory");
 	memcpy(o->inputs, argv + optind, nfiles * sizeof *o->inputs);
 	qsort(o->inputs, nfiles, sizeof *o->inputs, cmp_str);
+}
+
+/* ---- reading and writing on the CPU backend's pool, whose workers sleep
+ * between jobs: OpenMP's spin for milliseconds after a loop, on the cores
+ * the next batch's GEMMs want ---- */
+
+typedef struct {
+	item *it;
+	const int *ok;          /* save: batch row q is it[ok[q]] */
+	int S, oc;
+	size_t plane;
+	const float *hy;
+} io_job;
+
+static int read_heat(const char *path, int S, float **out);
+static int save_image(const char *path, const float *y, int c, int S);
+
+static void read_range(void *ctx, long j0, long j1)
+{
+	io_job *b = ctx;
+	for (long j = j0; j < j1; j++)
+		if (!b->it[j].msg && read_heat(b->it[j].path, b->S, &b->it[j].heat) != 0)
+			b->it[j].msg = strdup(p2p_errmsg());
+}
+
+static void save_range(void *ctx, long q0, long q1)
+{
+	io_job *b = ctx;
+	for (long q = q0; q < q1; q++) {
+		item *t = &b->it[b->ok[q]];
+		if (save_image(t->out, b->hy + q * b->oc * b->plane, b->oc, b->S) != 0)
+			t->msg = strdup(p2p_errmsg());
+	}
 }
 
 /* ---- the generator ---- */
@@ -454,16 +492,15 @@ int main(int argc, char **argv)
 	if (o.grid)
 		sheet_init(&sh, S, count ? count : 1);
 
+	p2p_bench bench = {0};
 	p2p_progress bar;
 	p2p_progress_start(&bar, "p2p-gen", count, p2p_want_progress(filter ? 0 : o.progress));
 	long written = 0, skipped = 0;
 	for (int b0 = 0; b0 < count; b0 += batch) {
 		int m = count - b0 < batch ? count - b0 : batch;
 		item *it = items + b0;
-		#pragma omp parallel for schedule(dynamic)
-		for (int j = 0; j < m; j++)
-			if (!it[j].msg && read_heat(it[j].path, S, &it[j].heat) != 0)
-				it[j].msg = strdup(p2p_errmsg());
+		io_job rj = { it, NULL, S, oc, plane, NULL };
+		p2p_pool_run(m, p2p_pool_threads(), read_range, &rj);
 		int n = 0;
 		for (int j = 0; j < m; j++) {
 			if (it[j].msg) {
@@ -479,6 +516,8 @@ int main(int argc, char **argv)
 			ok[n++] = j;
 		}
 		if (n > 0) {
+			if (o.bench)
+				p2p_bench_begin(&bench);
 			be->upload(dxb, hx, n * plane);
 			const float *y = o.stochastic
 			                 ? p2p_unet_forward_each(g, dxb, n, o.seed, counters)
@@ -486,16 +525,14 @@ int main(int argc, char **argv)
 			if (!y || (be->status && be->status() != 0))
 				p2p_die_lib();
 			be->download(hy, y, n * oc * plane);
+			if (o.bench)
+				p2p_bench_end(&bench, n);
 			if (filter) {
 				if (save_image(NULL, hy, oc, S) != 0)
 					p2p_die_lib();
 			} else {
-				#pragma omp parallel for schedule(dynamic)
-				for (int q = 0; q < n; q++) {
-					item *t = &it[ok[q]];
-					if (save_image(t->out, hy + q * oc * plane, oc, S) != 0)
-						t->msg = strdup(p2p_errmsg());
-				}
+				io_job sj = { it, ok, S, oc, plane, hy };
+				p2p_pool_run(n, p2p_pool_threads(), save_range, &sj);
 			}
 			for (int q = 0; q < n; q++) {
 				item *t = &it[ok[q]];
@@ -523,6 +560,15 @@ int main(int argc, char **argv)
 	if (filter)
 		p2p_close_stdout();
 	p2p_warn("%ld written, %ld skipped", written, skipped);
+	if (o.bench) {
+		int threads = o.threads ? o.threads : strcmp(be->name, "cpu") == 0 ? p2p_pool_threads() : 0;
+		char *js = p2p_bench_json(&bench, "p2p-gen", (double)p2p_unet_flops(g), threads);
+		if (!js)
+			p2p_die(1, "out of memory");
+		fprintf(stderr, "%s\n", js);
+		free(js);
+		p2p_bench_free(&bench);
+	}
 
 	p2p_image_free(&sh.img);
 	for (int i = 0; i < count; i++) {

@@ -12,6 +12,7 @@
 #include "atomic.h"
 #include "augment.h"
 #include "backend.h"
+#include "benchstat.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "cpu_pool.h"
@@ -64,6 +65,7 @@ static const char usage_text[] =
 	"  --seed N             seed of every random draw (42)\n"
 	"  --no-resume          start over: remove RUN's checkpoints and log first\n"
 	"  --max-steps N        stop after N optimiser steps in all, with a checkpoint\n"
+	"  --bench              at the end, the training steps' speed as JSON on stderr\n"
 	"  --quiet, --progress  no messages / force the progress bar\n"
 	"  -h, --help, --version\n";
 
@@ -76,6 +78,7 @@ typedef struct {
 	double lambda_l1, lambda_perc, lr, lr_d, beta1, beta2;
 	unsigned long long seed;
 	int resume, progress;       /* progress: -1 auto, 0 quiet, 1 forced */
+	int bench;
 	int tf32;                   /* TF32 matrix products on the GPU */
 	int pipeline;               /* P2P_PIPELINE: 1 on, 0 off, -1 on a GPU only */
 } opts;
@@ -83,7 +86,7 @@ typedef struct {
 enum {
 	O_DATA = 256, O_OUT, O_EPOCHS, O_BATCH, O_L1, O_PERC, O_VGG, O_LR, O_LRD, O_B1, O_B2,
 	O_T0, O_TMULT, O_NGF, O_NDF, O_SAMPLE, O_CKPT, O_DEVICE, O_THREADS, O_SEED,
-	O_NORESUME, O_MAXSTEPS, O_QUIET, O_PROGRESS, O_VERSION, O_NOTF32
+	O_NORESUME, O_MAXSTEPS, O_QUIET, O_PROGRESS, O_VERSION, O_NOTF32, O_BENCH
 };
 
 static void parse_opts(int argc, char **argv, opts *o)
@@ -103,7 +106,8 @@ static void parse_opts(int argc, char **argv, opts *o)
 		{ "seed", required_argument, 0, O_SEED }, { "no-resume", no_argument, 0, O_NORESUME },
 		{ "max-steps", required_argument, 0, O_MAXSTEPS }, { "quiet", no_argument, 0, O_QUIET },
 		{ "progress", no_argument, 0, O_PROGRESS }, { "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, O_VERSION }, { 0, 0, 0, 0 }
+		{ "version", no_argument, 0, O_VERSION }, { "bench", no_argument, 0, O_BENCH },
+		{ 0, 0, 0, 0 }
 	};
 	*o = (opts){ .device = "cpu", .epochs = 100, .batch = 24, .t0 = 50, .tmult = 2,
 	             .ngf = 64, .ndf = 64, .sample_every = 10, .lambda_l1 = 150,
@@ -143,6 +147,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 		case O_MAXSTEPS: o->max_steps = p2p_opt_long("--max-steps", optarg, 1, LONG_MAX); break;
 		case O_QUIET: o->progress = 0; break;
 		case O_PROGRESS: o->progress = 1; break;
+		case O_BENCH: o->bench = 1; break;
 		case 'h': fputs(usage_text, stdout); p2p_close_stdout(); exit(0);
 		case O_VERSION: printf("p2p-train p2pcat %s\n", P2P_VERSION); p2p_close_stdout(); exit(0);
 		case ':': p2p_usage_error("%s: needs a value", name);
@@ -954,6 +959,7 @@ typedef struct {
 	pipeline *pl;           /* the input pipeline of a GPU run, or NULL */
 	int nb;                 /* batches per epoch */
 	int say, bar;           /* messages, progress bar */
+	p2p_bench bench;        /* --bench: the train steps' times */
 } run;
 
 /* ---- data parallelism: the run ---- */
@@ -1223,9 +1229,16 @@ static const char *run_epoch(run *r)
 				upload_batch(&r->t, mine);
 		}
 		double loss[P2P_CKPT_NSUMS];
+		if (o->bench)
+			p2p_bench_begin(&r->bench);
 		train_step(&r->t, mine, n, (uint64_t)e * ntr + first + lo, (float)lr_g, (float)lr_d,
 		           loss);
 		dist_average_losses(loss, P2P_CKPT_NSUMS, mine, n);
+		if (o->bench) {
+			if (r->t.be->sync)
+				r->t.be->sync();
+			p2p_bench_end(&r->bench, n);    /* the whole batch, every rank's share */
+		}
 		for (int i = 0; i < P2P_CKPT_NSUMS; i++)
 			if (!isfinite(loss[i])) {
 				static const char *names[] = { "loss_D", "loss_G", "loss_G_GAN",
@@ -1259,6 +1272,24 @@ static const char *run_epoch(run *r)
 	return stop_reason(r);
 }
 
+/* --bench: one JSON line. A step's FLOPs, counted from the models' forward
+ * FLOPs: G forward and backward (3 G); D forward and backward on real and
+ * fake, then forward and backward (input gradient) on the fake (8 D); VGG16
+ * forward on real and fake and backward (3 VGG). */
+static void bench_report(run *r)
+{
+	trainer *t = &r->t;
+	double f = 3.0 * p2p_unet_flops(t->G) + 8.0 * p2p_patchgan_flops(t->D);
+	if (t->V)
+		f += 3.0 * p2p_vgg_flops(t->V);
+	int threads = r->o->threads ? (int)r->o->threads : t->cpu ? p2p_pool_threads() : 0;
+	char *s = p2p_bench_json(&r->bench, "p2p-train", f, threads);
+	if (!s)
+		p2p_die(1, "out of memory");
+	fprintf(stderr, "%s\n", s);
+	free(s);
+}
+
 /* On a GPU: which one, and the backend's peak memory (weights, Adam,
  * activations, workspace), for people sizing a run. */
 static void report_device(const run *r)
@@ -1270,6 +1301,7 @@ static void report_device(const run *r)
 
 static void run_close(run *r)
 {
+	p2p_bench_free(&r->bench);
 	pipeline_close(r->pl);      /* before the staging memory goes */
 	free(r->perm);
 	free(r->vr.gen);
@@ -1345,6 +1377,8 @@ int main(int argc, char **argv)
 			         r.ck.best_val_l1, r.ck.best_epoch, r.rp.gbest);
 		}
 	}
+	if (o.bench && p2p_dist_rank() == 0)
+		bench_report(&r);
 	report_device(&r);
 	run_close(&r);
 	p2p_dist_finalize();

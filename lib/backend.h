@@ -142,6 +142,40 @@ struct p2p_backend {
 	 * the chunks, hence the results, do not depend on what ran before. */
 	int conv_chunk_cols;
 	float *(*conv_ws)(size_t need, size_t want, size_t *got);
+
+	/* ---- optional: NULL where a backend does not provide them ---- */
+
+	/* im2col and col2im over output rows [oy0, oy1) of ONE image (0 <= oy0 <
+	 * oy1 <= oh): col is (c*k*k, (oy1-oy0)*ow), the columns of those rows.
+	 * With them the convolutions work in chunks of rows whose columns stay
+	 * in a core's cache instead of streaming a whole image's through memory. */
+	void (*im2col_rows)(const float *x, int c, int h, int w, int k, int stride, int pad,
+	                    int oh, int ow, int oy0, int oy1, float *col);
+	void (*col2im_rows)(const float *col, int c, int h, int w, int k, int stride, int pad,
+	                    int oh, int ow, int oy0, int oy1, float *x);
+	/* fn(ctx, i, slot) for every i in [0, n), on up to `slots` of the
+	 * backend's threads at once, each taking the next i as it comes free;
+	 * slot (0 <= slot < slots) is the running thread's own, for its private
+	 * buffers. Inside fn the backend's ops run on the calling thread alone.
+	 * Returns when all are done. The convolutions hand their chunks of rows
+	 * out this way. */
+	void (*parallel)(long n, int slots, void (*fn)(void *ctx, long i, int slot), void *ctx);
+	/* Winograd F(4x4, 3x3) and F(3x3, 4x4) for stride-1 convolutions with
+	 * a k x k kernel, k 3 or 4, pad < k (conv.c): tiles of m x m outputs,
+	 * m = 7 - k, over the output (oh, ow) = (h + 2 pad - k + 1, ...), in
+	 * ceil(oh/m) rows of tw = ceil(ow/m); rows of tiles [t0, t1) of one
+	 * image, T = (t1 - t0) * tw tiles.
+	 * wino_in: x (c, h, w) -> v (36, c, T), each 6x6 input patch (zero
+	 * outside the image) as B^T d B. wino_out: m (36, c, T) -> those rows of
+	 * y (c, oh, ow), each tile A^T m A, plus b[c] (b may be NULL). */
+	void (*wino_in)(const float *x, int c, int h, int w, int k, int pad, int t0, int t1,
+	                float *v);
+	void (*wino_out)(const float *m, int c, int oh, int ow, int k, int t0, int t1,
+	                 const float *b, float *y);
+	/* u (36, cout, cin) from w (cout, cin, k, k): each kernel as G g G^T;
+	 * transposed: u (36, cin, cout), the weights of the input gradient
+	 * (w[co][ci] turned 180 degrees). */
+	void (*wino_weights)(const float *w, int cout, int cin, int k, int transposed, float *u);
 };
 
 /* The backends built into this binary. p2p_backend_get("cpu" | "cuda") runs

@@ -62,6 +62,27 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
                          float *dx, float *dw, float *db, const float *dy,
                          const float *x, const float *w, float *ws, size_t ws_n);
 
+/* Winograd F(4x4, 3x3) and F(3x3, 4x4) for stride-1 Conv2d with a 3x3 or
+ * 4x4 kernel (pad < k), where the backend has the transforms (wino_in,
+ * wino_out: the CPU's): a quarter of the direct convolution's
+ * multiplications, the weights transformed beforehand. Agrees with
+ * p2p_conv2d_forward to about 1e-5 of the output's scale. ok: 1 when g and
+ * be allow it and it pays (16 tiles an image or more; the forward takes any
+ * geometry be allows). ws: the workspace it wants (less works, on fewer
+ * threads, down to one chunk's). */
+int p2p_conv_wino_ok(const p2p_backend *be, const p2p_conv *g);
+size_t p2p_conv_wino_ws(const p2p_conv *g);
+/* y (n, cout, oh, ow) = conv(x, w) + b (b may be NULL) with u made from w
+ * by be->wino_weights (transposed: the input gradient's, for the geometry of
+ * p2p_conv_wino_input_grad). -1 + p2p_err if be cannot or ws_n is too small. */
+int p2p_conv2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
+                            const float *x, const float *u, const float *b,
+                            float *ws, size_t ws_n);
+/* t: the convolution whose forward, with g's transposed u, takes dy (n,
+ * cout, oh, ow) to dx (n, cin, h, w): cin and cout swapped, pad k - 1 - pad.
+ * The same ws serves both. */
+int p2p_conv_wino_input_grad(p2p_conv *t, const p2p_conv *g);
+
 /* ---- normalisation ---- */
 
 #define P2P_IN_EPS 1e-5f

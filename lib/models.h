@@ -108,7 +108,8 @@ p2p_vgg *p2p_vgg_load(const p2p_backend *be, const char *path, int size, int bat
 /* Random weights (normal(0, 0.02), seeded) for tests and benchmarks. */
 p2p_vgg *p2p_vgg_random(const p2p_backend *be, int size, int batch, uint64_t seed);
 void p2p_vgg_free(p2p_vgg *v);
-/* The frozen weights (their grad, m, v are unused). */
+/* The frozen weights (their grad, m, v are unused). Whoever may change them
+ * gets them here: the next forward makes its Winograd layers' weights anew. */
 p2p_params *p2p_vgg_params(p2p_vgg *v);
 size_t p2p_vgg_flops(const p2p_vgg *v);               /* per image, forward */
 /* feat (n, 256, S/4, S/4); model-owned, valid until the next forward. */

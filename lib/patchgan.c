@@ -9,7 +9,15 @@
  *          needs it); a[0] holds LReLU in place (no norm to differentiate)
  *   l[i]   LReLU(a[i]) for i = 1..3, the input of conv.(i+1); l[0] = a[0]
  *   a[4]   the scores
- * Backward ping-pongs between two scratch buffers of the largest layer. */
+ * Backward ping-pongs between two scratch buffers of the largest layer.
+ *
+ * conv.3, 4x4 stride 1 and two thirds of D's arithmetic, runs as a
+ * Winograd F(3x3, 4x4) convolution where the backend has its transforms
+ * (the CPU) and the image is large enough for it to pay: forward, and the
+ * input gradient with the weights turned and transposed; the weight
+ * gradient stays direct. The weights change every step, so each forward
+ * transforms them anew, on the backend (the input gradient's at the
+ * backward that needs them). */
 #include "models.h"
 
 #include <stdio.h>
@@ -32,8 +40,10 @@ struct p2p_patchgan {
 	float *x, *a[NL], *l[NL], *mean[NL], *rstd[NL];
 	float *sa, *sb, *ws;
 	size_t ws_n;
+	float *u3, *ut3;            /* conv.3's Winograd weights (NULL: direct) */
+	int ut_ok;                  /* ut3 is of the weights of the last forward */
 	int n;                      /* images in the last forward, 0 before one */
-	float *bufs[4 * NL + 8];
+	float *bufs[4 * NL + 10];
 	int nbufs;
 };
 
@@ -131,6 +141,12 @@ p2p_patchgan *p2p_patchgan_new(const p2p_backend *be, const p2p_patchgan_cfg *cf
 		side = g->oh;
 		size_t ws = p2p_conv_ws(g), cnt = out_count(g);
 		d->ws_n = ws > d->ws_n ? ws : d->ws_n;
+		if (i == 3 && p2p_conv_wino_ok(be, g)) {
+			size_t nu = 36 * (size_t)g->cin * g->cout, wn = p2p_conv_wino_ws(g);
+			d->ws_n = wn > d->ws_n ? wn : d->ws_n;
+			if (!(d->u3 = buf(d, nu)) || !(d->ut3 = buf(d, nu)))
+				goto fail;
+		}
 		big = cnt > big ? cnt : big;
 		d->w[i] = d->ps.data + d->ps.offset[2 * i];
 		d->b[i] = d->ps.data + d->ps.offset[2 * i + 1];
@@ -180,6 +196,14 @@ static p2p_conv at(const p2p_conv *c, int n)
 	return t;
 }
 
+/* conv.3's Winograd weights from its parameters: u (forward) or the input
+ * gradient's (transposed). */
+static void wino_weights(p2p_patchgan *d, int transposed)
+{
+	const p2p_conv *g = &d->conv[3];
+	d->be->wino_weights(d->w[3], g->cout, g->cin, 4, transposed, transposed ? d->ut3 : d->u3);
+}
+
 const float *p2p_patchgan_forward(p2p_patchgan *d, const float *x, int n)
 {
 	const p2p_backend *be = d->be;
@@ -192,7 +216,15 @@ const float *p2p_patchgan_forward(p2p_patchgan *d, const float *x, int n)
 	const float *in = d->x;
 	for (int i = 0; i < NL; i++) {
 		p2p_conv g = at(&d->conv[i], n);
-		if (p2p_conv2d_forward(be, &g, d->a[i], in, d->w[i], d->b[i], d->ws, d->ws_n) != 0)
+		int rc;
+		if (i == 3 && d->u3) {
+			wino_weights(d, 0);
+			d->ut_ok = 0;
+			rc = p2p_conv2d_forward_wino(be, &g, d->a[i], in, d->u3, d->b[i], d->ws, d->ws_n);
+		} else {
+			rc = p2p_conv2d_forward(be, &g, d->a[i], in, d->w[i], d->b[i], d->ws, d->ws_n);
+		}
+		if (rc != 0)
 			return NULL;
 		if (i == NL - 1)
 			break;
@@ -222,10 +254,23 @@ int p2p_patchgan_backward(p2p_patchgan *d, const float *dy, float *dx, int param
 		/* d l[i-1] into sa */
 		p2p_conv prev = at(&d->conv[i - 1], n);
 		size_t cnt = out_count(&prev);
-		be->zero(d->sa, cnt);
-		if (p2p_conv2d_backward(be, &cv, d->sa, dw, db, g, d->l[i - 1], d->w[i],
-		                        d->ws, d->ws_n) != 0)
-			return -1;
+		if (i == 3 && d->u3) {
+			/* the input gradient by Winograd (it overwrites sa), the weight's direct */
+			p2p_conv t;
+			if (!d->ut_ok)
+				wino_weights(d, 1);
+			d->ut_ok = 1;
+			p2p_conv_wino_input_grad(&t, &cv);
+			if (p2p_conv2d_forward_wino(be, &t, d->sa, g, d->ut3, NULL, d->ws, d->ws_n) != 0 ||
+			    ((dw || db) && p2p_conv2d_backward(be, &cv, NULL, dw, db, g, d->l[i - 1],
+			                                       d->w[i], d->ws, d->ws_n) != 0))
+				return -1;
+		} else {
+			be->zero(d->sa, cnt);
+			if (p2p_conv2d_backward(be, &cv, d->sa, dw, db, g, d->l[i - 1], d->w[i],
+			                        d->ws, d->ws_n) != 0)
+				return -1;
+		}
 		/* through LReLU (and IN) to conv.(i-1)'s output, into sb */
 		be->zero(d->sb, cnt);
 		p2p_leaky_backward(be, d->sb, d->sa, d->l[i - 1], cnt, SLOPE);

@@ -7,7 +7,15 @@
  * Buffers for `batch` images, allocated once: the normalised input, each
  * conv's output with ReLU in place (ReLU backward needs it; the next conv
  * reads it) and the two pool outputs. The weights are frozen, so backward
- * computes input gradients only and needs no conv inputs beyond these. */
+ * computes input gradients only and needs no conv inputs beyond these.
+ *
+ * Where the backend has Winograd's transforms (the CPU), layers 2 to 14 run
+ * as Winograd F(4x4, 3x3) convolutions, forward and (with the weights
+ * turned 180 degrees and transposed) backward, wherever that pays (images
+ * of 16x16 and more): a quarter of the multiplications. Their transformed
+ * weights are made from the parameters (by the backend, no transfer) at the
+ * first forward, and again at the first forward after p2p_vgg_params,
+ * through which the parameters may be changed. */
 #include "models.h"
 
 #include <stdio.h>
@@ -37,7 +45,9 @@ struct p2p_vgg {
 	float *sa, *sb, *ws;
 	size_t ws_n;
 	int n;
-	float *bufs[2 * NC + 8];
+	int wino, stale;            /* some layers by Winograd (u[i] set); u to be made */
+	float *u[NC], *ut[NC];      /* their transformed weights: forward, input gradient */
+	float *bufs[4 * NC + 8];
 	int nbufs;
 };
 
@@ -95,7 +105,12 @@ static p2p_vgg *vgg_new(const p2p_backend *be, int size, int batch)
 		p2p_conv *g = &v->conv[i];
 		if (p2p_conv2d_init(g, batch, cin, side, side, layer_out[i], 3, 1, 1) != 0)
 			goto fail;
-		size_t ws = p2p_conv_ws(g), cnt = out_count(g);
+		int fast = i > 0 && p2p_conv_wino_ok(be, g);   /* not the 3-channel input */
+		v->wino |= fast;
+		size_t ws = fast ? p2p_conv_wino_ws(g) : p2p_conv_ws(g), cnt = out_count(g);
+		size_t nu = 36 * (size_t)g->cin * g->cout;
+		if (fast && (!(v->u[i] = buf(v, nu)) || !(v->ut[i] = buf(v, nu))))
+			goto fail;
 		v->ws_n = ws > v->ws_n ? ws : v->ws_n;
 		big = cnt > big ? cnt : big;
 		v->w[i] = v->ps.data + v->ps.offset[2 * i];
@@ -118,6 +133,7 @@ static p2p_vgg *vgg_new(const p2p_backend *be, int size, int batch)
 		aff[3 + c] = (0.5f - imagenet_mean[c]) / imagenet_std[c];
 	}
 	be->upload(v->affine, aff, 6);
+	v->stale = 1;
 	return v;
 fail:
 	p2p_vgg_free(v);
@@ -169,7 +185,12 @@ void p2p_vgg_free(p2p_vgg *v)
 	free(v);
 }
 
-p2p_params *p2p_vgg_params(p2p_vgg *v) { return &v->ps; }
+/* The caller may change the weights: transform them again at the next forward. */
+p2p_params *p2p_vgg_params(p2p_vgg *v)
+{
+	v->stale = 1;
+	return &v->ps;
+}
 
 size_t p2p_vgg_flops(const p2p_vgg *v)
 {
@@ -186,6 +207,19 @@ static p2p_conv at(const p2p_conv *c, int n)
 	return t;
 }
 
+/* The Winograd weights of the layers that have them, from the parameters. */
+static void wino_refresh(p2p_vgg *v)
+{
+	for (int i = 1; i < NC; i++) {
+		const p2p_conv *g = &v->conv[i];
+		if (!v->u[i])
+			continue;
+		v->be->wino_weights(v->w[i], g->cout, g->cin, 3, 0, v->u[i]);
+		v->be->wino_weights(v->w[i], g->cout, g->cin, 3, 1, v->ut[i]);
+	}
+	v->stale = 0;
+}
+
 const float *p2p_vgg_forward(p2p_vgg *v, const float *x, int n)
 {
 	const p2p_backend *be = v->be;
@@ -194,11 +228,16 @@ const float *p2p_vgg_forward(p2p_vgg *v, const float *x, int n)
 		return NULL;
 	}
 	v->n = 0;
+	if (v->wino && v->stale)
+		wino_refresh(v);
 	be->chan_affine(x, v->xn, n, 3, (long)v->size * v->size, v->affine, v->affine + 3);
 	const float *in = v->xn;
 	for (int i = 0; i < NC; i++) {
 		p2p_conv g = at(&v->conv[i], n);
-		if (p2p_conv2d_forward(be, &g, v->a[i], in, v->w[i], v->b[i], v->ws, v->ws_n) != 0)
+		int rc = v->u[i]
+		         ? p2p_conv2d_forward_wino(be, &g, v->a[i], in, v->u[i], v->b[i], v->ws, v->ws_n)
+		         : p2p_conv2d_forward(be, &g, v->a[i], in, v->w[i], v->b[i], v->ws, v->ws_n);
+		if (rc != 0)
 			return NULL;
 		p2p_relu_forward(be, v->a[i], v->a[i], out_count(&g));
 		in = v->a[i];
@@ -224,10 +263,19 @@ int p2p_vgg_backward(p2p_vgg *v, const float *dfeat, float *dx)
 		size_t cnt = out_count(&cv), nin = (size_t)n * cv.cin * cv.h * cv.w;
 		be->zero(v->sa, cnt);
 		p2p_relu_backward(be, v->sa, g, v->a[i], cnt);
-		be->zero(v->sb, nin);
-		if (p2p_conv2d_backward(be, &cv, v->sb, NULL, NULL, v->sa, NULL, v->w[i],
-		                        v->ws, v->ws_n) != 0)
-			return -1;
+		if (v->u[i]) {
+			/* dx = dy correlated with the turned, transposed weights */
+			p2p_conv t;
+			p2p_conv_wino_input_grad(&t, &cv);
+			if (p2p_conv2d_forward_wino(be, &t, v->sb, v->sa, v->ut[i], NULL, v->ws,
+			                            v->ws_n) != 0)
+				return -1;
+		} else {
+			be->zero(v->sb, nin);
+			if (p2p_conv2d_backward(be, &cv, v->sb, NULL, NULL, v->sa, NULL, v->w[i],
+			                        v->ws, v->ws_n) != 0)
+				return -1;
+		}
 		g = v->sb;
 		if (i > 0 && pool_after[i - 1]) {
 			/* through the pool to a[i-1], the pool's input */

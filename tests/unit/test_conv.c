@@ -1,7 +1,13 @@
 /* Conv2d and ConvTranspose2d on the CPU backend against a naive direct
  * float64 reference written here, on odd sizes, batches > 1, and every layer
  * shape of the U-Net (64 and 256), the PatchGAN and VGG16 features[:16];
- * backward also against central finite differences on small shapes.
+ * backward also against central finite differences on small shapes. The
+ * backend's row-range im2col/col2im against the whole-image ops, and layers
+ * big enough to be split into chunks of rows (conv.c) against the reference,
+ * the unsplit layer and finite differences. Winograd F(4x4, 3x3): its
+ * transforms against their definition, its convolution and the input
+ * gradient from turned weights against the reference and finite
+ * differences, on any number of threads.
  *
  * Error measure: max |got - ref| / max |ref| over the checked entries (all
  * of them, or a seeded sample of big tensors), which must stay under 1e-5.
@@ -11,6 +17,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "cpu_pool.h"
 #include "err.h"
 #include "layers.h"
 #include "tensor.h"
@@ -290,11 +297,13 @@ static double loss(const p2p_conv *g, const float *x, const float *w, const floa
 
 /* Central differences of L with respect to every entry of v (n floats). */
 static double fd_err(const p2p_conv *g, float *x, float *w, float *b, const float *r,
-                     float *y, float *ws, size_t wsn, float *v, size_t n, const float *grad)
+                     float *y, float *ws, size_t wsn, float *v, size_t n, const float *grad,
+                     size_t cap)
 {
 	const float h = 1e-2f;     /* the layer is linear: no truncation error */
 	double emax = 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t j = 0; j < n && j < cap; j++) {
+		size_t i = pick(n, cap, j);
 		float v0 = v[i], vp = v0 + h, vm = v0 - h;
 		v[i] = vp;
 		double lp = loss(g, x, w, b, r, y, ws, wsn);
@@ -307,7 +316,9 @@ static double fd_err(const p2p_conv *g, float *x, float *w, float *b, const floa
 	return emax;
 }
 
-static void fd_layer(int transposed, int n, int cin, int h, int w_, int cout, int k, int s, int p)
+/* cap: entries of each tensor checked (a seeded sample of bigger ones) */
+static void fd_layer_cap(int transposed, int n, int cin, int h, int w_, int cout, int k, int s,
+                         int p, size_t cap)
 {
 	p2p_conv g;
 	if (transposed)
@@ -324,15 +335,20 @@ static void fd_layer(int transposed, int n, int cin, int h, int w_, int cout, in
 		p2p_convt2d_backward(be, &g, dx, dw, db, r, x, w, ws, wsn);
 	else
 		p2p_conv2d_backward(be, &g, dx, dw, db, r, x, w, ws, wsn);
-	double ex = fd_err(&g, x, w, b, r, y, ws, wsn, x, nx, dx);
-	double ew = fd_err(&g, x, w, b, r, y, ws, wsn, w, nw, dw);
-	double eb = fd_err(&g, x, w, b, r, y, ws, wsn, b, cout, db);
+	double ex = fd_err(&g, x, w, b, r, y, ws, wsn, x, nx, dx, cap);
+	double ew = fd_err(&g, x, w, b, r, y, ws, wsn, w, nw, dw, cap);
+	double eb = fd_err(&g, x, w, b, r, y, ws, wsn, b, cout, db, cap);
 	/* rounding in L (about 1e-7 * sqrt(ny) * |y|) over 2h: about 1e-4 here */
 	CHECKF(ex < 1e-3 && ew < 1e-3 && eb < 1e-3, "%s n%d %d->%d %dx%d: dx %.1e dw %.1e db %.1e",
 	       transposed ? "convT" : "conv", n, cin, cout, h, w_, ex, ew, eb);
 	printf("# fd %s n%d %d->%d %dx%d k%d s%d: dx %.1e dw %.1e db %.1e\n",
 	       transposed ? "convT" : "conv", n, cin, cout, h, w_, k, s, ex, ew, eb);
 	free(x), free(y), free(r), free(dx), free(w), free(dw), free(b), free(db), free(ws);
+}
+
+static void fd_layer(int transposed, int n, int cin, int h, int w_, int cout, int k, int s, int p)
+{
+	fd_layer_cap(transposed, n, cin, h, w_, cout, k, s, p, (size_t)-1);
 }
 
 static void test_finite_differences(void)
@@ -342,6 +358,380 @@ static void test_finite_differences(void)
 	fd_layer(0, 2, 3, 5, 4, 2, 3, 1, 1);
 	fd_layer(1, 2, 3, 3, 4, 2, 4, 2, 1);
 	fd_layer(1, 3, 2, 2, 2, 3, 4, 2, 1);
+}
+
+/* ---- row ranges: im2col_rows, col2im_rows, and layers split by rows ---- */
+
+static double dot(const float *a, const float *b, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)a[i] * b[i];
+	return s;
+}
+
+/* One geometry (one image): every row range's columns are the whole image's,
+ * bit for bit; col2im_rows over a partition of the rows adds up to col2im
+ * (within rounding: the order of the sums differs) and is im2col_rows's
+ * adjoint. */
+static void rows_ops(int c, int h, int w, int k, int s, int p)
+{
+	int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+	long kk = (long)c * k * k, P = (long)oh * ow;
+	size_t nx = (size_t)c * h * w;
+	float *x = malloc(nx * 4), *full = malloc(kk * P * 4), *col = malloc(kk * P * 4);
+	float *c1 = malloc(kk * P * 4), *a = malloc(nx * 4), *b = malloc(nx * 4), *t = malloc(nx * 4);
+	fill(x, nx);
+	be->im2col(x, 1, c, h, w, k, s, p, oh, ow, full);
+	int bad = 0;
+	for (int r0 = 0; r0 < oh; r0++)
+		for (int r1 = r0 + 1; r1 <= oh; r1++) {
+			long cols = (long)(r1 - r0) * ow;
+			be->im2col_rows(x, c, h, w, k, s, p, oh, ow, r0, r1, col);
+			for (long r = 0; r < kk; r++)
+				bad += memcmp(col + r * cols, full + r * P + (long)r0 * ow, cols * 4) != 0;
+		}
+	CHECKF(bad == 0, "im2col_rows c%d %dx%d k%d s%d p%d: %d rows differ", c, h, w, k, s, p, bad);
+	/* col2im of the whole columns against col2im_rows chunk by chunk (1, 2,
+	 * 3... rows), both onto 0.25 */
+	fill(c1, kk * P);
+	for (size_t i = 0; i < nx; i++)
+		a[i] = b[i] = 0.25f;
+	be->col2im(c1, 1, c, h, w, k, s, p, oh, ow, a);
+	double adj = 0, amax = 1e-30;
+	for (int r0 = 0, len = 1; r0 < oh; r0 += len, len++) {
+		int r1 = r0 + len < oh ? r0 + len : oh;
+		long cols = (long)(r1 - r0) * ow;
+		for (long r = 0; r < kk; r++)
+			memcpy(col + r * cols, c1 + r * P + (long)r0 * ow, cols * 4);
+		be->col2im_rows(col, c, h, w, k, s, p, oh, ow, r0, r1, b);
+		/* <im2col_rows(x), col> = <x, col2im_rows(col)> */
+		memset(t, 0, nx * 4);
+		be->col2im_rows(col, c, h, w, k, s, p, oh, ow, r0, r1, t);
+		double lhs = dot(full, c1, 0), l = 0;
+		for (long r = 0; r < kk; r++)
+			l += dot(full + r * P + (long)r0 * ow, col + r * cols, cols);
+		lhs += l;
+		double rhs = dot(x, t, nx);
+		adj = fmax(adj, fabs(lhs - rhs));
+		amax = fmax(amax, fabs(lhs));
+	}
+	double e = 0, m = 1e-30;
+	for (size_t i = 0; i < nx; i++) {
+		e = fmax(e, fabs(a[i] - b[i]));
+		m = fmax(m, fabs(a[i]));
+	}
+	CHECKF(e / m < 1e-6 && adj / amax < 1e-6, "col2im_rows c%d %dx%d k%d s%d p%d: %.2e, adjoint %.2e",
+	       c, h, w, k, s, p, e / m, adj / amax);
+	free(x), free(full), free(col), free(c1), free(a), free(b), free(t);
+}
+
+static void test_rows_ops(void)
+{
+	CHECK(be->im2col_rows != NULL && be->col2im_rows != NULL);
+	if (!be->im2col_rows || !be->col2im_rows)
+		return;
+	rows_ops(2, 7, 9, 3, 1, 1);
+	rows_ops(3, 9, 8, 4, 2, 1);
+	rows_ops(2, 11, 6, 5, 3, 2);
+	rows_ops(1, 6, 5, 4, 1, 1);
+	rows_ops(2, 4, 4, 4, 2, 1);
+	rows_ops(3, 5, 7, 3, 1, 0);
+	rows_ops(1, 2, 2, 4, 2, 1);
+}
+
+/* The backend without the row ops: conv.c runs whole images. */
+static p2p_backend whole;
+
+/* A layer that conv.c splits into chunks of rows (its columns are larger
+ * than the chunk) against the float64 reference, against the same layer
+ * on whole images, and its backward against finite differences. */
+static void chunked(int transposed, int n, int cin, int h, int w, int cout, int k, int s, int p,
+                    size_t cap)
+{
+	layer(transposed, n, cin, h, w, cout, k, s, p, slow_ok ? cap : cap / 10, 0, 0.5f);
+	p2p_conv g;
+	if (transposed)
+		p2p_convt2d_init(&g, n, cin, h, w, cout, k, s, p);
+	else
+		p2p_conv2d_init(&g, n, cin, h, w, cout, k, s, p);
+	size_t nx = (size_t)g.n * g.cin * g.h * g.w, ny = (size_t)g.n * g.cout * g.oh * g.ow;
+	size_t nw = (size_t)g.cout * g.cin * g.k * g.k, wsn = p2p_conv_ws(&g);
+	float *x = malloc(nx * 4), *dy = malloc(ny * 4), *w_ = malloc(nw * 4), *ws = malloc(wsn * 4);
+	float *y[2], *dx[2], *dw[2];
+	fill(x, nx), fill(dy, ny), fill(w_, nw);
+	for (int v = 0; v < 2; v++) {
+		const p2p_backend *b = v ? &whole : be;
+		y[v] = malloc(ny * 4), dx[v] = calloc(nx, 4), dw[v] = calloc(nw, 4);
+		if (transposed) {
+			p2p_convt2d_forward(b, &g, y[v], x, w_, NULL, ws, wsn);
+			p2p_convt2d_backward(b, &g, dx[v], dw[v], NULL, dy, x, w_, ws, wsn);
+		} else {
+			p2p_conv2d_forward(b, &g, y[v], x, w_, NULL, ws, wsn);
+			p2p_conv2d_backward(b, &g, dx[v], dw[v], NULL, dy, x, w_, ws, wsn);
+		}
+	}
+	double e[3] = {0}, m[3] = {1e-30, 1e-30, 1e-30};
+	float *got[3] = {y[0], dx[0], dw[0]}, *ref[3] = {y[1], dx[1], dw[1]};
+	size_t cnt[3] = {ny, nx, nw};
+	for (int t = 0; t < 3; t++)
+		for (size_t i = 0; i < cnt[t]; i++) {
+			e[t] = fmax(e[t], fabs(got[t][i] - ref[t][i]));
+			m[t] = fmax(m[t], fabs(ref[t][i]));
+		}
+	CHECKF(e[0] / m[0] < 1e-6 && e[1] / m[1] < 1e-6 && e[2] / m[2] < 1e-6,
+	       "chunked %s %d->%d %dx%d against whole images: y %.1e dx %.1e dw %.1e",
+	       transposed ? "convT" : "conv", cin, cout, h, w, e[0] / m[0], e[1] / m[1], e[2] / m[2]);
+	for (int v = 0; v < 2; v++)
+		free(y[v]), free(dx[v]), free(dw[v]);
+	free(x), free(dy), free(w_), free(ws);
+	if (slow_ok)    /* valgrind: the memory is checked above, FD would take minutes */
+		fd_layer_cap(transposed, n, cin, h, w, cout, k, s, p, 400);
+}
+
+static void test_chunked_layers(void)
+{
+	whole = *be;
+	whole.im2col_rows = NULL;
+	whole.col2im_rows = NULL;
+	/* few output channels: the columns are large, the arithmetic small */
+	chunked(0, 1, 16, 40, 37, 1, 3, 1, 1, 3000);    /* 22-row chunks of a 40-row grid */
+	chunked(0, 2, 16, 64, 64, 2, 4, 2, 1, 3000);    /* k4 s2: 16 of 32 rows, 2 images */
+	chunked(0, 1, 12, 80, 80, 2, 5, 3, 2, 3000);    /* k5 s3: 16 of 27 rows */
+	chunked(1, 1, 2, 32, 32, 16, 4, 2, 1, 3000);    /* convT: chunks overlap in y */
+	chunked(1, 2, 2, 36, 30, 20, 3, 1, 1, 3000);
+}
+
+/* The chunked layers give the same bits on 1, 2 and 3 threads: chunks that
+ * add into shared memory are grouped the same way whatever the threads. */
+static void same_bits(int transposed, int n, int cin, int h, int w, int cout, int k, int s, int p)
+{
+	p2p_conv g;
+	if (transposed)
+		p2p_convt2d_init(&g, n, cin, h, w, cout, k, s, p);
+	else
+		p2p_conv2d_init(&g, n, cin, h, w, cout, k, s, p);
+	size_t nx = (size_t)g.n * g.cin * g.h * g.w, ny = (size_t)g.n * g.cout * g.oh * g.ow;
+	size_t nw = (size_t)g.cout * g.cin * g.k * g.k, wsn = p2p_conv_ws(&g);
+	size_t nall = ny + nx + nw;
+	float *x = malloc(nx * 4), *dy = malloc(ny * 4), *w_ = malloc(nw * 4), *ws = malloc(wsn * 4);
+	float *out[3];
+	fill(x, nx), fill(dy, ny), fill(w_, nw);
+	for (int t = 0; t < 3; t++) {
+		be->set_threads(t + 1);
+		float *o = out[t] = calloc(nall, 4), *y = o, *dx = o + ny, *dw = o + ny + nx;
+		if (transposed) {
+			p2p_convt2d_forward(be, &g, y, x, w_, NULL, ws, wsn);
+			p2p_convt2d_backward(be, &g, dx, dw, NULL, dy, x, w_, ws, wsn);
+		} else {
+			p2p_conv2d_forward(be, &g, y, x, w_, NULL, ws, wsn);
+			p2p_conv2d_backward(be, &g, dx, dw, NULL, dy, x, w_, ws, wsn);
+		}
+	}
+	CHECKF(!memcmp(out[0], out[1], nall * 4) && !memcmp(out[0], out[2], nall * 4),
+	       "%s %d->%d %dx%d: 1, 2 and 3 threads differ", transposed ? "convT" : "conv",
+	       cin, cout, h, w);
+	for (int t = 0; t < 3; t++)
+		free(out[t]);
+	free(x), free(dy), free(w_), free(ws);
+}
+
+static void test_chunked_threads(void)
+{
+	CHECK(be->set_threads != NULL);
+	if (!be->set_threads)
+		return;
+	int before = p2p_pool_threads();
+	same_bits(0, 1, 16, 40, 37, 1, 3, 1, 1);
+	same_bits(0, 2, 16, 64, 64, 2, 4, 2, 1);
+	same_bits(1, 1, 2, 32, 32, 16, 4, 2, 1);
+	same_bits(1, 2, 2, 36, 30, 20, 3, 1, 1);
+	if (slow_ok)
+		same_bits(0, 2, 64, 128, 128, 64, 3, 1, 1);    /* VGG's 64->64, 8 groups */
+	be->set_threads(before);
+}
+
+/* ---- Winograd F(4x4, 3x3) ---- */
+
+static const double BT[6][6] = {
+	{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+	{0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}
+};
+static const double AT4[4][6] = {    /* 4x4 tiles of a 3x3 kernel */
+	{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}
+};
+static const double AT3[3][6] = {    /* 3x3 tiles of a 4x4 kernel */
+	{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 1}
+};
+
+/* wino_in and wino_out against B^T d B and A^T m A written out, on every
+ * tile of a range of tile rows (edges where the sizes are not multiples of
+ * the tile's): kernel k (tiles of m = 7 - k), pad p; the output is oh x ow. */
+static void wino_ops(int c, int h, int w, int k, int p, int t0, int t1)
+{
+	int m = 7 - k, oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1, tw = (ow + m - 1) / m;
+	long T = (long)(t1 - t0) * tw;
+	float *x = malloc((size_t)c * h * w * 4), *v = malloc(36 * c * T * 4);
+	float *y = malloc((size_t)c * oh * ow * 4), *b = malloc(c * 4);
+	fill(x, (size_t)c * h * w), fill(v, 36 * c * T), fill(b, c);
+	for (size_t i = 0; i < (size_t)c * oh * ow; i++)
+		y[i] = 1e9f;            /* rows outside [t0, t1) must stay */
+	be->wino_in(x, c, h, w, k, p, t0, t1, v);
+	double ein = 0, min_ = 1e-30, mout = 1e-30;     /* errors over the largest value */
+	for (int ci = 0; ci < c; ci++)
+		for (long t = 0; t < T; t++) {
+			int ty = t0 + (int)(t / tw), tx = (int)(t % tw);
+			double d[6][6], e[6][6];
+			for (int r = 0; r < 6; r++)
+				for (int q = 0; q < 6; q++) {
+					int iy = m * ty - p + r, ix = m * tx - p + q;
+					d[r][q] = iy >= 0 && iy < h && ix >= 0 && ix < w
+					          ? x[((size_t)ci * h + iy) * w + ix] : 0;
+				}
+			for (int i = 0; i < 6; i++)
+				for (int q = 0; q < 6; q++) {
+					e[i][q] = 0;
+					for (int r = 0; r < 6; r++)
+						e[i][q] += BT[i][r] * d[r][q];
+				}
+			for (int i = 0; i < 6; i++)
+				for (int j = 0; j < 6; j++) {
+					double ref = 0;
+					for (int q = 0; q < 6; q++)
+						ref += e[i][q] * BT[j][q];
+					float got = v[((size_t)(i * 6 + j) * c + ci) * T + t];
+					ein = fmax(ein, fabs(got - ref));
+					min_ = fmax(min_, fabs(ref));
+				}
+		}
+	/* wino_out of v read as m (36, c, T) */
+	be->wino_out(v, c, oh, ow, k, t0, t1, b, y);
+	double eout = 0;
+	int kept = 1;
+	for (int ci = 0; ci < c; ci++)
+		for (int oy = 0; oy < oh; oy++)
+			for (int ox = 0; ox < ow; ox++) {
+				float got = y[((size_t)ci * oh + oy) * ow + ox];
+				int ty = oy / m, tx = ox / m;
+				if (ty < t0 || ty >= t1) {
+					kept &= got == 1e9f;
+					continue;
+				}
+				long t = (long)(ty - t0) * tw + tx;
+				int i = oy % m, j = ox % m;
+				double ref = b[ci];
+				for (int a = 0; a < 6; a++)
+					for (int q = 0; q < 6; q++)
+						ref += (m == 4 ? AT4[i][a] * AT4[j][q] : AT3[i][a] * AT3[j][q]) *
+						       v[((size_t)(a * 6 + q) * c + ci) * T + t];
+				eout = fmax(eout, fabs(got - ref));
+				mout = fmax(mout, fabs(ref));
+			}
+	ein /= min_, eout /= mout;
+	CHECKF(ein < 1e-6 && eout < 1e-6 && kept, "wino ops c%d %dx%d k%d p%d tiles %d..%d: in %.1e "
+	       "out %.1e%s", c, h, w, k, p, t0, t1, ein, eout, kept ? "" : ", rows outside written");
+	free(x), free(v), free(y), free(b);
+}
+
+/* The layer and the input gradient through turned weights against the
+ * reference; threads; finite differences of the input gradient. */
+static void wino_layer(int n, int cin, int h, int w, int cout, int k, int p, size_t cap)
+{
+	p2p_conv g, t;
+	p2p_conv2d_init(&g, n, cin, h, w, cout, k, 1, p);
+	p2p_conv_wino_input_grad(&t, &g);
+	int tiles = (g.oh + 6 - k) / (7 - k) * ((g.ow + 6 - k) / (7 - k));
+	CHECK(p2p_conv_wino_ok(be, &g) == (tiles >= 16));
+	rel r = rel_of(&g);
+	size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * g.oh * g.ow;
+	size_t nw = (size_t)cout * cin * k * k;
+	size_t wsn = p2p_conv_wino_ws(&g);
+	float *x = malloc(nx * 4), *y = malloc(ny * 4), *dy = malloc(ny * 4), *dx = malloc(nx * 4);
+	float *w_ = malloc(nw * 4), *b = malloc(cout * 4), *u = malloc(36 * nw * 4);
+	float *ut = malloc(36 * nw * 4), *ws = malloc(wsn * 4), *y2 = malloc(ny * 4);
+	fill(x, nx), fill(w_, nw), fill(b, cout), fill(dy, ny);
+	be->wino_weights(w_, cout, cin, k, 0, u);
+	be->wino_weights(w_, cout, cin, k, 1, ut);
+	CHECK(p2p_conv2d_forward_wino(be, &g, y, x, u, b, ws, wsn) == 0);
+	CHECK(p2p_conv2d_forward_wino(be, &t, dx, dy, ut, NULL, ws, wsn) == 0);
+	double ey = rel_err(y, 0, ny, cap, ref_small, &r, w_, x, b, g.oh * g.ow);
+	double ex = rel_err(dx, 0, nx, cap, ref_big, &r, w_, dy, NULL, 1);
+	CHECKF(ey < 2e-5 && ex < 2e-5, "wino n%d %d->%d %dx%d k%d p%d: y %.2e dx %.2e", n, cin, cout,
+	       h, w, k, p, ey, ex);
+	printf("# wino n%d %d->%d %dx%d k%d p%d           y %.1e dx %.1e\n", n, cin, cout, h, w, k, p,
+	       ey, ex);
+	/* the same bits on 1, 2 and 3 threads, and with a one-chunk workspace */
+	int before = p2p_pool_threads(), same = 1;
+	for (int th = 1; th <= 3; th++) {
+		be->set_threads(th);
+		p2p_conv2d_forward_wino(be, &g, y2, x, u, b, ws, th == 3 ? wsn / 4 : wsn);
+		same &= !memcmp(y, y2, ny * 4);
+	}
+	be->set_threads(before);
+	CHECKF(same, "wino n%d %d->%d %dx%d: threads or workspace change the bits", n, cin, cout, h, w);
+	/* finite differences of L = sum(y * dy) against dx: L is linear in x, so
+	 * a large step loses nothing and keeps the rounding of y out */
+	double efd = 0;
+	size_t m = slow_ok ? 60 : 4;
+	for (size_t j = 0; j < m && j < nx; j++) {
+		size_t i = pick(nx, m, j);
+		float x0 = x[i], hstep = 0.5f;
+		double l[2];
+		for (int sgn = 0; sgn < 2; sgn++) {
+			x[i] = x0 + (sgn ? -hstep : hstep);
+			p2p_conv2d_forward_wino(be, &g, y2, x, u, b, ws, wsn);
+			l[sgn] = 0;
+			for (size_t k = 0; k < ny; k++)
+				l[sgn] += (double)y2[k] * dy[k];
+		}
+		x[i] = x0;
+		double fd = (l[0] - l[1]) / (2.0 * hstep);
+		efd = fmax(efd, fabs(fd - dx[i]) / fmax(1, fabs(dx[i])));
+	}
+	CHECKF(efd < 1e-3, "wino n%d %d->%d %dx%d: finite differences %.1e", n, cin, cout, h, w, efd);
+	free(x), free(y), free(dy), free(dx), free(w_), free(b), free(u), free(ut), free(ws), free(y2);
+}
+
+static void test_winograd(void)
+{
+	CHECK(be->wino_in != NULL && be->wino_out != NULL);
+	if (!be->wino_in || !be->wino_out)
+		return;
+	wino_ops(3, 8, 8, 3, 1, 0, 2);
+	wino_ops(2, 13, 10, 3, 1, 1, 4);
+	wino_ops(2, 5, 3, 3, 1, 0, 2);
+	wino_ops(1, 9, 19, 3, 2, 2, 3);
+	wino_ops(2, 8, 8, 4, 1, 0, 3);          /* 7x7 output: a partial tile */
+	wino_ops(2, 11, 13, 4, 2, 1, 4);
+	wino_ops(1, 7, 5, 4, 0, 0, 2);
+	wino_ops(2, 10, 9, 4, 3, 2, 5);
+	wino_layer(1, 3, 8, 8, 4, 3, 1, 3000);
+	wino_layer(2, 5, 13, 10, 7, 3, 1, 3000);
+	wino_layer(1, 4, 6, 17, 3, 3, 1, 3000);
+	wino_layer(3, 2, 1, 2, 5, 3, 1, 3000);
+	wino_layer(1, 3, 9, 7, 2, 3, 0, 3000);
+	wino_layer(1, 16, 48, 44, 8, 3, 1, 3000);     /* several chunks of tile rows */
+	wino_layer(2, 6, 8, 8, 5, 4, 1, 3000);        /* D's last two: 4x4, pad 1 */
+	wino_layer(1, 5, 11, 9, 3, 4, 1, 3000);
+	wino_layer(1, 3, 7, 10, 4, 4, 2, 3000);
+	wino_layer(1, 4, 9, 6, 2, 4, 0, 3000);
+	wino_layer(2, 12, 40, 40, 8, 4, 1, 3000);
+	if (slow_ok) {
+		wino_layer(2, 64, 64, 64, 64, 3, 1, 400);
+		wino_layer(1, 128, 32, 32, 256, 3, 1, 400);
+		wino_layer(2, 256, 32, 32, 512, 4, 1, 400);   /* D's conv.3 at 256 */
+	}
+	/* refusals: a geometry it does not do, a workspace below one chunk */
+	p2p_conv g;
+	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 4, 2, 1);
+	float tiny[4];
+	CHECK(!p2p_conv_wino_ok(be, &g));
+	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 5, 1, 2);
+	CHECK(!p2p_conv_wino_ok(be, &g) &&
+	      p2p_conv2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1);
+	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 3, 1, 1);
+	CHECKF(p2p_conv2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1 &&
+	       strstr(p2p_errmsg(), "workspace"), "%s", p2p_errmsg());
 }
 
 static void test_bad_geometry(void)
@@ -363,6 +753,10 @@ int main(void)
 	RUN(test_bad_geometry);
 	RUN(test_odd_sizes);
 	RUN(test_finite_differences);
+	RUN(test_rows_ops);
+	RUN(test_chunked_layers);
+	RUN(test_chunked_threads);
+	RUN(test_winograd);
 	if (slow_ok) {
 		RUN(test_unet64);
 		RUN(test_patchgan64);

@@ -142,6 +142,37 @@ static void tr_col2im(const float *col, int n, int c, int h, int w, int k, int s
 	cpu->col2im(R(col), n, c, h, w, k, stride, pad, oh, ow, R(x));
 }
 
+/* The CPU's optional ops (chunks of rows, Winograd); `parallel` touches no
+ * memory of its own and stays the CPU's. */
+static void tr_im2col_rows(const float *x, int c, int h, int w, int k, int stride, int pad,
+                           int oh, int ow, int oy0, int oy1, float *col)
+{
+	cpu->im2col_rows(R(x), c, h, w, k, stride, pad, oh, ow, oy0, oy1, R(col));
+}
+
+static void tr_col2im_rows(const float *col, int c, int h, int w, int k, int stride, int pad,
+                           int oh, int ow, int oy0, int oy1, float *x)
+{
+	cpu->col2im_rows(R(col), c, h, w, k, stride, pad, oh, ow, oy0, oy1, R(x));
+}
+
+static void tr_wino_in(const float *x, int c, int h, int w, int k, int pad, int t0, int t1,
+                       float *v)
+{
+	cpu->wino_in(R(x), c, h, w, k, pad, t0, t1, R(v));
+}
+
+static void tr_wino_out(const float *m, int c, int oh, int ow, int k, int t0, int t1,
+                        const float *b, float *y)
+{
+	cpu->wino_out(R(m), c, oh, ow, k, t0, t1, R(b), R(y));
+}
+
+static void tr_wino_weights(const float *w, int cout, int cin, int k, int transposed, float *u)
+{
+	cpu->wino_weights(R(w), cout, cin, k, transposed, R(u));
+}
+
 static void tr_bias_add(float *y, const float *b, int n, int c, long p)
 {
 	cpu->bias_add(R(y), R(b), n, c, p);
@@ -316,6 +347,11 @@ static void trap_init(void)
 	trap.mse = tr_mse;
 	trap.l1 = tr_l1;
 	trap.adam = tr_adam;
+	trap.im2col_rows = cpu->im2col_rows ? tr_im2col_rows : NULL;
+	trap.col2im_rows = cpu->col2im_rows ? tr_col2im_rows : NULL;
+	trap.wino_in = cpu->wino_in ? tr_wino_in : NULL;
+	trap.wino_out = cpu->wino_out ? tr_wino_out : NULL;
+	trap.wino_weights = cpu->wino_weights ? tr_wino_weights : NULL;
 	trap_wide = trap;
 	trap_wide.name = "trap-wide";
 	trap_wide.conv_chunk_cols = 1 << 20;

@@ -1,7 +1,9 @@
 /* The whole models: U-Net, PatchGAN and VGG16[:16]. Backward against central
  * finite differences of L = sum(w * y) along random directions over every
  * parameter and the input at once; shapes and parameter counts at every
- * size; dropout masks; metadata round trips; bad configurations.
+ * size; dropout masks; metadata round trips; bad configurations; the
+ * Winograd layers of D and VGG16 against the same models on direct
+ * convolutions.
  * VALGRIND=1 keeps to the tiny configurations. */
 #include <stdint.h>
 #include <stdio.h>
@@ -845,6 +847,81 @@ static int parity(const char *dir)
 	return 0;
 }
 
+/* ---- Winograd: the models against themselves on direct convolutions ---- */
+
+static double relmax(const float *got, const float *ref, size_t n)
+{
+	double e = 0, m = 1e-30;
+	for (size_t i = 0; i < n; i++) {
+		e = fmax(e, fabs(got[i] - ref[i]));
+		m = fmax(m, fabs(ref[i]));
+	}
+	return e / m;
+}
+
+static void test_winograd_models(void)
+{
+	p2p_backend direct = *cpu;
+	direct.wino_in = NULL;
+	direct.wino_out = NULL;
+	CHECK(cpu->wino_in != NULL);
+	/* D at 128: conv.3 gives 15x15, 25 tiles of 3x3 */
+	int s = 128, n = 2;
+	p2p_patchgan *d[2] = {patchgan(cpu, s, 8, n, 5, 0.2f), patchgan(&direct, s, 8, n, 5, 0.2f)};
+	CHECK(d[0] && d[1]);
+	if (!d[0] || !d[1])
+		return;
+	size_t nx = (size_t)n * 4 * s * s, P = p2p_patchgan_out_size(d[0]), ny = n * P * P;
+	float *x = rvec(nx, 1), *dy = rvec(ny, 1), *dx[2], *y[2], *gw[2];
+	for (int v = 0; v < 2; v++) {
+		p2p_params *ps = p2p_patchgan_params(d[v]);
+		dx[v] = calloc(nx, sizeof(float));
+		y[v] = malloc(ny * sizeof(float));
+		p2p_params_zero_grad(ps);
+		memcpy(y[v], p2p_patchgan_forward(d[v], x, n), ny * sizeof(float));
+		CHECK(p2p_patchgan_backward(d[v], dy, dx[v], 1) == 0);
+		gw[v] = ps->grad;
+	}
+	double ey = relmax(y[0], y[1], ny), ex = relmax(dx[0], dx[1], nx);
+	double ew = relmax(gw[0], gw[1], p2p_patchgan_params(d[0])->total);
+	CHECKF(ey < 2e-5 && ex < 2e-5 && ew < 2e-5, "D by Winograd: y %.1e dx %.1e dw %.1e", ey, ex, ew);
+	printf("# D %d by Winograd against direct: y %.1e dx %.1e dw %.1e\n", s, ey, ex, ew);
+	for (int v = 0; v < 2; v++)
+		free(dx[v]), free(y[v]), p2p_patchgan_free(d[v]);
+	free(x), free(dy);
+	if (!big)
+		return;
+	/* VGG16 at 32: layers 2 to 7 at 32x32 and 16x16 by Winograd */
+	s = 32;
+	p2p_vgg *g[2] = {p2p_vgg_random(cpu, s, n, 4), p2p_vgg_random(&direct, s, n, 4)};
+	CHECK(g[0] && g[1]);
+	if (!g[0] || !g[1])
+		return;
+	vgg_he(g[0]), vgg_he(g[1]);
+	nx = (size_t)n * 3 * s * s, ny = (size_t)n * 256 * (s / 4) * (s / 4);
+	x = rvec(nx, 1), dy = rvec(ny, 1);
+	for (int v = 0; v < 2; v++) {
+		dx[v] = calloc(nx, sizeof(float));
+		y[v] = malloc(ny * sizeof(float));
+		memcpy(y[v], p2p_vgg_forward(g[v], x, n), ny * sizeof(float));
+		CHECK(p2p_vgg_backward(g[v], dy, dx[v]) == 0);
+	}
+	ey = relmax(y[0], y[1], ny), ex = relmax(dx[0], dx[1], nx);
+	CHECKF(ey < 2e-5 && ex < 2e-5, "VGG16 by Winograd: y %.1e dx %.1e", ey, ex);
+	printf("# VGG16 %d by Winograd against direct: y %.1e dx %.1e\n", s, ey, ex);
+	/* weights set by hand after the first forward are taken up */
+	vgg_he(g[1]);
+	p2p_params *p0 = p2p_vgg_params(g[0]), *p1 = p2p_vgg_params(g[1]);
+	for (size_t i = 0; i < p0->total; i++)
+		p0->data[i] = p1->data[i] = p0->data[i] * 0.5f;
+	ey = relmax(p2p_vgg_forward(g[0], x, n), memcpy(y[1], p2p_vgg_forward(g[1], x, n),
+	                                                 ny * sizeof(float)), ny);
+	CHECKF(ey < 2e-5, "VGG16 by Winograd after new weights: y %.1e", ey);
+	for (int v = 0; v < 2; v++)
+		free(dx[v]), free(y[v]), p2p_vgg_free(g[v]);
+	free(x), free(dy);
+}
+
 int main(int argc, char **argv)
 {
 	cpu = be = p2p_backend_get("cpu");
@@ -875,6 +952,7 @@ int main(int argc, char **argv)
 	RUN(test_patchgan_meta);
 	RUN(test_vgg_gradients);
 	RUN(test_vgg_known);
+	RUN(test_winograd_models);
 	free(branch);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
