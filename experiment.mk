@@ -64,8 +64,10 @@ $(RUN)/eval/metrics.json: $(RUN)/train.done | $(TOOLS)
 DEMO         ?= demo
 DEMO_N       ?= 1200
 DEMO_EPOCHS  ?= 8
-DEMO_FLAGS   ?= --epochs $(DEMO_EPOCHS) --batch 8 --ngf 32 --ndf 32 --lambda-perc 0 \
-                --t0 $(DEMO_EPOCHS) --sample-every 2
+# Batch 4 at a higher rate: twice the steps in the same time, which the
+# short run needs more than the reference's smoother batches.
+DEMO_FLAGS   ?= --epochs $(DEMO_EPOCHS) --batch 4 --lr 5e-4 --lr-d 2.5e-4 --ngf 32 --ndf 32 \
+                --lambda-perc 0 --t0 $(DEMO_EPOCHS) --sample-every 2
 
 $(DEMO)/catflw/labels: | $(TOOLS)
 	$(BIN)/catflw-synth -o $(DEMO)/catflw -n $(DEMO_N) -s 256 --seed 1

@@ -161,6 +161,20 @@ static const float irises[][3] = {
 };
 #define NIRISES (int)(sizeof irises / sizeof irises[0])
 
+/* Backgrounds: walls, floors, wood and fabric of a room, out of focus. */
+static const float rooms[][3] = {
+	{ 0.82f, 0.78f, 0.70f },        /* cream */
+	{ 0.72f, 0.66f, 0.56f },        /* beige */
+	{ 0.63f, 0.62f, 0.59f },        /* warm grey */
+	{ 0.56f, 0.59f, 0.63f },        /* cool grey */
+	{ 0.62f, 0.68f, 0.73f },        /* pale blue */
+	{ 0.60f, 0.66f, 0.55f },        /* sage */
+	{ 0.68f, 0.53f, 0.45f },        /* terracotta */
+	{ 0.55f, 0.42f, 0.31f },        /* wood */
+	{ 0.40f, 0.37f, 0.35f },        /* shadow */
+};
+#define NROOMS (int)(sizeof rooms / sizeof rooms[0])
+
 static const float noses[][3] = {
 	{ 0.88f, 0.56f, 0.60f },        /* pink */
 	{ 0.74f, 0.42f, 0.45f },        /* rose */
@@ -169,25 +183,31 @@ static const float noses[][3] = {
 	{ 0.45f, 0.44f, 0.50f },        /* slate */
 };
 
-static void pick_coat(cat *k, p2p_rng *r)
+/* A house cat of no breed: any coat, any ground colour. */
+static void moggy_coat(p2p_rng *r, int *coat, int *f)
 {
 	double u = p2p_rng_uniform(r);
-	k->coat = u < 0.22 ? COAT_SOLID : u < 0.55 ? COAT_TABBY : u < 0.77 ? COAT_BICOLOUR
+	*coat = u < 0.22 ? COAT_SOLID : u < 0.55 ? COAT_TABBY : u < 0.77 ? COAT_BICOLOUR
 		: u < 0.90 ? COAT_CALICO : COAT_POINT;
-	int f;
-	switch (k->coat) {
+	switch (*coat) {
 	case COAT_TABBY:        /* brown, grey, silver, red, cream tabbies */
-		f = (int[]){ 2, 3, 4, 5, 6, 2, 5 }[p2p_rng_below(r, 7)];
+		*f = (int[]){ 2, 3, 4, 5, 6, 2, 5 }[p2p_rng_below(r, 7)];
 		break;
 	case COAT_CALICO:       /* a white or black ground under patches */
-		f = chance(r, 0.5) ? 8 : 0;
+		*f = chance(r, 0.5) ? 8 : 0;
 		break;
 	case COAT_POINT:
-		f = 7;
+		*f = 7;
 		break;
 	default:
-		f = (int)p2p_rng_below(r, NFURS);
+		*f = (int)p2p_rng_below(r, NFURS);
 	}
+}
+
+/* The coat's colours, from its kind and ground colour furs[f]. */
+static void pick_coat(cat *k, p2p_rng *r, int coat, int f)
+{
+	k->coat = coat;
 	jitter(r, furs[f], 0.05f, k->base);
 	float lum = 0.3f * k->base[0] + 0.59f * k->base[1] + 0.11f * k->base[2];
 	/* stripes darker; on dark coats a lighter shade reads better */
@@ -219,42 +239,140 @@ static void pick_coat(cat *k, p2p_rng *r)
 	k->outline = U(r, 0.25f, 0.55f);
 }
 
+typedef struct { float lo, hi; } span;
+
+/* A breed ties the shape of the head, ears and eyes to the coat and eye
+ * colours, as real breeds do. The landmarks show the shape, so they tell
+ * something of the colours as well; the moggy, the last, ties nothing. */
+typedef struct {
+	int percent;
+	span htop, hbot, sexp, cheek;           /* head */
+	span ear_len, ear_tilt, ear_round;
+	span eye_w, eye_open, eye_slant;        /* height and slant per width */
+	span nose_w;
+	int coat, fur[3];       /* the coat on one of these furs[] (-1 ends) */
+	int iris[3];            /* and eyes of one of these irises[] */
+} breed;
+
+static const breed breeds[] = {
+	{ 12, /* Siamese: long wedge head, very big flared ears, slanted blue eyes */
+	  { .90f, .95f }, { .94f, 1.0f }, { 1.9f, 2.05f }, { 0, .02f },
+	  { .92f, 1.02f }, { 26, 36 }, { .06f, .12f },
+	  { .17f, .20f }, { .42f, .55f }, { .28f, .38f }, { .09f, .11f },
+	  COAT_POINT, { 7, -1 }, { 6, -1 } },
+	{ 12, /* British Blue: round, full cheeks, small round ears, big copper eyes */
+	  { .76f, .80f }, { .78f, .82f }, { 2.4f, 2.6f }, { .12f, .16f },
+	  { .40f, .50f }, { 30, 38 }, { .25f, .32f },
+	  { .21f, .24f }, { .88f, .98f }, { 0, .06f }, { .14f, .17f },
+	  COAT_SOLID, { 3, -1 }, { 3, 4, -1 } },
+	{ 10, /* Bombay: black, rounded, mid-sized ears, round gold eyes */
+	  { .80f, .84f }, { .84f, .88f }, { 2.1f, 2.3f }, { .06f, .10f },
+	  { .58f, .66f }, { 10, 18 }, { .16f, .22f },
+	  { .20f, .23f }, { .82f, .94f }, { .05f, .12f }, { .11f, .14f },
+	  COAT_SOLID, { 0, -1 }, { 2, 3, 4 } },
+	{ 14, /* brown tabby of the Maine Coon kind: tall upright ears, long square muzzle */
+	  { .86f, .90f }, { .92f, .97f }, { 2.4f, 2.6f }, { 0, .04f },
+	  { .86f, .96f }, { 2, 9 }, { .06f, .10f },
+	  { .16f, .18f }, { .58f, .70f }, { .15f, .25f }, { .14f, .17f },
+	  COAT_TABBY, { 2, -1 }, { 0, 1, 5 } },
+	{ 14, /* ginger tabby: round, middling ears, amber eyes */
+	  { .80f, .86f }, { .82f, .88f }, { 2.0f, 2.2f }, { .06f, .12f },
+	  { .64f, .72f }, { 14, 22 }, { .14f, .20f },
+	  { .17f, .20f }, { .70f, .82f }, { .10f, .20f }, { .12f, .15f },
+	  COAT_TABBY, { 5, 6, -1 }, { 3, 2, -1 } },
+	{ 12, /* tuxedo: black and white, small eyes */
+	  { .82f, .88f }, { .84f, .90f }, { 2.1f, 2.3f }, { 0, .06f },
+	  { .70f, .78f }, { 18, 26 }, { .12f, .18f },
+	  { .14f, .16f }, { .62f, .75f }, { .15f, .25f }, { .10f, .13f },
+	  COAT_BICOLOUR, { 0, -1 }, { 0, 2, -1 } },
+	{ 10, /* calico on white: short upright rounded ears, long jaw */
+	  { .80f, .84f }, { .88f, .94f }, { 2.2f, 2.4f }, { .03f, .08f },
+	  { .50f, .58f }, { 4, 10 }, { .24f, .30f },
+	  { .18f, .21f }, { .75f, .88f }, { .05f, .15f }, { .12f, .15f },
+	  COAT_CALICO, { 8, -1 }, { 3, 2, 5 } },
+	{ 6, /* Turkish Angora: white, tall ears, large round blue or green eyes */
+	  { .86f, .90f }, { .86f, .92f }, { 2.0f, 2.15f }, { 0, .04f },
+	  { .78f, .88f }, { 10, 18 }, { .10f, .14f },
+	  { .21f, .24f }, { .88f, .98f }, { 0, .08f }, { .10f, .13f },
+	  COAT_SOLID, { 8, -1 }, { 6, 1, -1 } },
+	{ 10, /* moggy: anything */
+	  { .78f, .92f }, { .80f, .95f }, { 2.0f, 2.5f }, { 0, .14f },
+	  { .50f, .90f }, { 5, 35 }, { .08f, .30f },
+	  { .15f, .23f }, { .45f, .95f }, { 0, .35f }, { .10f, .17f },
+	  -1, { -1 }, { -1 } },
+};
+#define NBREEDS (int)(sizeof breeds / sizeof breeds[0])
+
+static float draw_span(p2p_rng *r, span s)
+{
+	return U(r, s.lo, s.hi);
+}
+
+/* One of a -1-terminated list of up to three. */
+static int draw_of(p2p_rng *r, const int *list)
+{
+	int n = 0;
+	while (n < 3 && list[n] >= 0)
+		n++;
+	return list[p2p_rng_below(r, (uint64_t)n)];
+}
+
+static const breed *draw_breed(p2p_rng *r)
+{
+	int u = (int)p2p_rng_below(r, 100);
+	for (int i = 0; i < NBREEDS - 1; i++) {
+		if (u < breeds[i].percent)
+			return &breeds[i];
+		u -= breeds[i].percent;
+	}
+	return &breeds[NBREEDS - 1];
+}
+
 static void cat_random(cat *k, p2p_rng *r, int size)
 {
 	memset(k, 0, sizeof *k);
 	k->size = size;
-	k->htop = U(r, 0.78f, 0.92f);
-	k->hbot = U(r, 0.80f, 0.95f);
-	k->sexp = U(r, 2.0f, 2.5f);
-	k->cheek = U(r, 0.0f, 0.14f);
+	const breed *br = draw_breed(r);
+	k->htop = draw_span(r, br->htop);
+	k->hbot = draw_span(r, br->hbot);
+	k->sexp = draw_span(r, br->sexp);
+	k->cheek = draw_span(r, br->cheek);
 	for (int s = 0; s < 2; s++) {   /* the ears differ a little */
 		float base_o = s ? k->ear_to[0] : U(r, 205, 222), base_i = s ? k->ear_ti[0] : U(r, 240, 256);
 		k->ear_to[s] = base_o + (s ? U(r, -3, 3) : 0);
 		k->ear_ti[s] = base_i + (s ? U(r, -3, 3) : 0);
-		k->ear_len[s] = s ? k->ear_len[0] * U(r, 0.93f, 1.07f) : U(r, 0.50f, 0.90f);
-		k->ear_tilt[s] = s ? k->ear_tilt[0] + U(r, -5, 5) : U(r, 5, 35);
+		k->ear_len[s] = s ? k->ear_len[0] * U(r, 0.93f, 1.07f) : draw_span(r, br->ear_len);
+		k->ear_tilt[s] = s ? k->ear_tilt[0] + U(r, -5, 5) : draw_span(r, br->ear_tilt);
 	}
 	k->ear_bulge = U(r, -0.02f, 0.12f);
-	k->ear_round = U(r, 0.08f, 0.3f);
+	k->ear_round = draw_span(r, br->ear_round);
 	k->eye_x = U(r, 0.32f, 0.44f);
 	k->eye_y = U(r, -0.14f, 0.04f);
-	k->eye_w = U(r, 0.15f, 0.23f);
-	k->eye_h = k->eye_w * U(r, 0.45f, 0.95f);
+	k->eye_w = draw_span(r, br->eye_w);
+	k->eye_h = k->eye_w * draw_span(r, br->eye_open);
 	k->eye_lo = k->eye_h * U(r, 0.75f, 1.05f);
-	k->eye_slant = k->eye_w * U(r, 0.0f, 0.35f);
+	k->eye_slant = k->eye_w * draw_span(r, br->eye_slant);
 	k->pupil = U(r, 0.08f, 0.85f);
 	k->gaze_x = U(r, -1, 1);
 	k->gaze_y = U(r, -1, 1);
 	k->nose_y = U(r, 0.26f, 0.38f);
-	k->nose_w = U(r, 0.10f, 0.17f);
+	k->nose_w = draw_span(r, br->nose_w);
 	k->nose_h = k->nose_w * U(r, 0.6f, 0.95f);
 	k->mouth_len = U(r, 0.05f, 0.12f);
 	k->mouth_w = U(r, 0.12f, 0.22f);
 	k->mouth_depth = U(r, 0.03f, 0.08f);
 	k->mouth_corner = U(r, -0.02f, 0.04f);
 	k->lip = U(r, 0.05f, 0.10f);
-	pick_coat(k, r);
-	int e = k->coat == COAT_POINT ? 6 : (int)p2p_rng_below(r, NIRISES);
+	int coat, f, e;
+	if (br->coat < 0) {
+		moggy_coat(r, &coat, &f);
+		e = coat == COAT_POINT ? 6 : (int)p2p_rng_below(r, NIRISES);
+	} else {
+		coat = br->coat;
+		f = draw_of(r, br->fur);
+		e = draw_of(r, br->iris);
+	}
+	pick_coat(k, r, coat, f);
 	jitter(r, irises[e], 0.05f, k->iris[0]);
 	if (chance(r, 0.05))        /* odd eyes */
 		e = 6;
@@ -646,15 +764,16 @@ static float clampf(float v, float lo, float hi)
 static void draw_background(workspace *w, const cat *k, p2p_rng *r)
 {
 	int S = k->size, L = S / 4 < 16 ? 16 : S / 4;
+	/* rooms are mostly muted: household colours, shifted a little and
+	 * washed out further, a second one near the first */
 	float c1[3], c2[3], c3[3];
+	jitter(r, rooms[p2p_rng_below(r, NROOMS)], 0.08f, c1);
+	for (int i = 0; i < 3; i++)
+		c2[i] = clampf(c1[i] + U(r, -0.15f, 0.15f), 0.03f, 1);
+	jitter(r, rooms[p2p_rng_below(r, NROOMS)], 0.08f, c3);
+	float desat = U(r, 0.0f, 0.5f);
+	float g1 = (c1[0] + c1[1] + c1[2]) / 3, g2 = (c2[0] + c2[1] + c2[2]) / 3;
 	for (int i = 0; i < 3; i++) {
-		c1[i] = U(r, 0.15f, 0.9f);
-		c2[i] = clampf(c1[i] + U(r, -0.35f, 0.35f), 0.03f, 1);
-		c3[i] = U(r, 0.1f, 0.9f);
-	}
-	float desat = U(r, 0.2f, 0.8f);  /* rooms are mostly muted */
-	for (int i = 0; i < 3; i++) {
-		float g1 = (c1[0] + c1[1] + c1[2]) / 3, g2 = (c2[0] + c2[1] + c2[2]) / 3;
 		c1[i] += (g1 - c1[i]) * desat;
 		c2[i] += (g2 - c2[i]) * desat;
 	}
