@@ -490,6 +490,153 @@ done:
 	return rc;
 }
 
+static long clampl(long v, long lo, long hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* The square's rows straight from the decoder's buffer into the resample,
+ * padding made here: for an 8-bit RGB photo (what to_rgb8 leaves as it is)
+ * that needs no shrink. The libvips operations this skips (extract, embed,
+ * a region of their own) cost a tenth of a crop and give the same pixels.
+ * 0, or -1 when the decoder fails (a corrupt or truncated file). */
+static int render_direct(p2p_crop_src *src, const p2p_crop_rect *r, int size, int pad,
+			 unsigned char *px)
+{
+	VipsImage *im = src->im;
+	long w = im->Xsize, h = im->Ysize, x0 = r->x0, y0 = r->y0, side = r->side;
+	/* The part of the photo the square reaches, at least its nearest
+	 * pixel (edge padding repeats it). */
+	long cx0 = clampl(x0, 0, w - 1), cx1 = clampl(x0 + side - 1, 0, w - 1);
+	long cy0 = clampl(y0, 0, h - 1), cy1 = clampl(y0 + side - 1, 0, h - 1);
+	VipsRect area = { (int)cx0, (int)cy0, (int)(cx1 - cx0 + 1), (int)(cy1 - cy0 + 1) };
+	VipsRegion *reg = vips_region_new(im);
+	if (!reg || vips_region_prepare(reg, &area)) {
+		if (reg)
+			g_object_unref(reg);
+		return -1;
+	}
+	int across = x0 < 0 || x0 + side > w;   /* rows padded left or right */
+	size_t row = (size_t)side * 3;
+	unsigned char **rows = malloc(sizeof *rows * (size_t)side);
+	unsigned char *padded = across ? malloc(row * (size_t)(cy1 - cy0 + 1)) : NULL;
+	unsigned char *black = calloc(row, 1);
+	int rc = -1;
+	if (!rows || (across && !padded) || !black) {
+		rc = -2;
+		goto done;
+	}
+	if (across) {
+		long in0 = clampl(x0, 0, w), in1 = clampl(x0 + side, 0, w);   /* columns inside */
+		for (long y = cy0; y <= cy1; y++) {
+			unsigned char *d = padded + (size_t)(y - cy0) * row;
+			const unsigned char *s = (unsigned char *)VIPS_REGION_ADDR(reg, (int)cx0, (int)y);
+			for (long j = 0; j < side; j++) {
+				long x = x0 + j;
+				if (x >= in0 && x < in1) {
+					memcpy(d + 3 * j, s + 3 * (x - cx0), (size_t)(in1 - x) * 3);
+					j += in1 - x - 1;
+				} else if (pad == P2P_PAD_EDGE) {
+					memcpy(d + 3 * j, s + 3 * (clampl(x, 0, w - 1) - cx0), 3);
+				} else {
+					memset(d + 3 * j, 0, 3);
+				}
+			}
+		}
+	}
+	for (long i = 0; i < side; i++) {
+		long y = y0 + i;
+		if ((y < 0 || y >= h) && pad != P2P_PAD_EDGE)
+			rows[i] = black;
+		else if (across)
+			rows[i] = padded + (size_t)(clampl(y, 0, h - 1) - cy0) * row;
+		else
+			rows[i] = (unsigned char *)VIPS_REGION_ADDR(reg, (int)x0, (int)clampl(y, 0, h - 1));
+	}
+	if (side == size) {
+		for (int y = 0; y < size; y++)
+			memcpy(px + (size_t)y * size * 3, rows[y], (size_t)size * 3);
+		rc = 0;
+	} else {
+		rc = p2p_crop_resample(rows, (int)side, (double)side, size, px) ? -2 : 0;
+	}
+done:
+	g_object_unref(reg);
+	free(rows);
+	free(padded);
+	free(black);
+	return rc;
+}
+
+/* The general way, for every other image: libvips converts to 8-bit RGB,
+ * pads, cuts out the square and, for one far larger than the output,
+ * shrinks it by a whole factor first. Same return values. */
+static int render_vips(p2p_crop_src *src, const p2p_crop_rect *r, int size, int pad,
+		       unsigned char *px)
+{
+	VipsObject *scope = VIPS_OBJECT(vips_image_new());
+	VipsImage **t = (VipsImage **)vips_object_local_array(scope, 3);
+	VipsImage *in;
+	VipsRegion *reg = NULL;
+	unsigned char **rows = NULL;
+	int w = src->im->Xsize, h = src->im->Ysize;
+	int x0 = (int)r->x0, y0 = (int)r->y0, side = (int)r->side;
+	int rc = -1;
+
+	if (to_rgb8(scope, src->im, &in))
+		goto out;
+	if (x0 >= 0 && y0 >= 0 && x0 + side <= w && y0 + side <= h) {
+		if (vips_extract_area(in, &t[0], x0, y0, side, side, NULL))
+			goto out;
+	} else {
+		/* Embed in a canvas that holds both the image and the square
+		 * (vips_embed wants them to overlap), then cut the square. */
+		VipsExtend ext = pad == P2P_PAD_EDGE ? VIPS_EXTEND_COPY : VIPS_EXTEND_BLACK;
+		int ux = x0 < 0 ? x0 : 0, uy = y0 < 0 ? y0 : 0;
+		int uw = (x0 + side > w ? x0 + side : w) - ux, uh = (y0 + side > h ? y0 + side : h) - uy;
+		if (vips_embed(in, &t[1], -ux, -uy, uw, uh, "extend", ext, NULL) ||
+		    vips_extract_area(t[1], &t[0], x0 - ux, y0 - uy, side, side, NULL))
+			goto out;
+	}
+	in = t[0];
+	/* Far larger than the output: box-average by a whole factor first, as
+	 * vips_resize does, so that memory stays near the output's size. */
+	double span = side;
+	int shrink = side / (2 * size);
+	if (shrink >= 2) {
+		if (vips_shrink(in, &t[2], shrink, shrink, NULL))
+			goto out;
+		in = t[2];
+		span = (double)side / shrink;
+	}
+	/* Computed here, in this thread: a libvips sink would hand the work
+	 * to its thread pool and back, tile by tile. */
+	reg = vips_region_new(in);
+	VipsRect all = { 0, 0, in->Xsize, in->Ysize };
+	if (!reg || vips_region_prepare(reg, &all))
+		goto out;
+	rows = malloc(sizeof *rows * (size_t)in->Ysize);
+	if (!rows) {
+		rc = -2;
+		goto out;
+	}
+	for (int y = 0; y < in->Ysize; y++)
+		rows[y] = (unsigned char *)VIPS_REGION_ADDR(reg, 0, y);
+	if (in->Xsize == size && in->Ysize == size) {
+		for (int y = 0; y < size; y++)
+			memcpy(px + (size_t)y * size * 3, rows[y], (size_t)size * 3);
+		rc = 0;
+	} else {
+		rc = p2p_crop_resample(rows, in->Xsize, span, size, px) ? -2 : 0;
+	}
+out:
+	if (reg)
+		g_object_unref(reg);
+	g_object_unref(scope);
+	free(rows);
+	return rc;
+}
+
 int p2p_crop_render(p2p_crop_src *src, const p2p_crop_rect *r, int size, int pad, int quality,
 		    void **buf, size_t *n)
 {
@@ -499,86 +646,36 @@ int p2p_crop_render(p2p_crop_src *src, const p2p_crop_rect *r, int size, int pad
 		return p2p_err("%s: the crop [%ld, %ld, %ld] is out of reach", src->path, r->x0, r->y0, r->side);
 	if (size < 1 || size > P2P_CROP_MAX_SIZE)
 		return p2p_err("%s: crops of %d pixels are not made", src->path, size);
-	VipsObject *scope = VIPS_OBJECT(vips_image_new());
-	VipsImage **t = (VipsImage **)vips_object_local_array(scope, 4);
-	VipsImage *in;
-	VipsRegion *reg = NULL;
-	int w = src->im->Xsize, h = src->im->Ysize;
-	int x0 = (int)r->x0, y0 = (int)r->y0, side = (int)r->side;
-	unsigned char *px = NULL, **rows = NULL;
-	void *jpg = NULL;
-	size_t len = 0;
-
-	if (to_rgb8(scope, src->im, &in))
-		goto fail;
-	if (x0 >= 0 && y0 >= 0 && x0 + side <= w && y0 + side <= h) {
-		if (vips_extract_area(in, &t[0], x0, y0, side, side, NULL))
-			goto fail;
-	} else {
-		/* Embed in a canvas that holds both the image and the square
-		 * (vips_embed wants them to overlap), then cut the square. */
-		VipsExtend ext = pad == P2P_PAD_EDGE ? VIPS_EXTEND_COPY : VIPS_EXTEND_BLACK;
-		int ux = x0 < 0 ? x0 : 0, uy = y0 < 0 ? y0 : 0;
-		int uw = (x0 + side > w ? x0 + side : w) - ux, uh = (y0 + side > h ? y0 + side : h) - uy;
-		if (vips_embed(in, &t[1], -ux, -uy, uw, uh, "extend", ext, NULL) ||
-		    vips_extract_area(t[1], &t[0], x0 - ux, y0 - uy, side, side, NULL))
-			goto fail;
+	VipsImage *im = src->im;
+	unsigned char *px = malloc((size_t)size * size * 3);
+	if (!px)
+		return p2p_err("%s: out of memory", src->path);
+	int direct = im->BandFmt == VIPS_FORMAT_UCHAR && im->Bands == 3 && r->side / (2 * size) < 2;
+	int rc = direct ? render_direct(src, r, size, pad, px) : render_vips(src, r, size, pad, px);
+	if (rc == 0) {
+		VipsImage *m = vips_image_new_from_memory(px, (size_t)size * size * 3, size, size, 3,
+							  VIPS_FORMAT_UCHAR);
+		void *jpg = NULL;
+		size_t len = 0;
+		if (!m || vips_jpegsave_buffer(m, &jpg, &len, "Q", quality, "strip", TRUE, NULL))
+			rc = -1;
+		if (m)
+			g_object_unref(m);
+		/* Ours to free with free(), whatever allocator glib uses. */
+		if (rc == 0 && !(*buf = malloc(len)))
+			rc = -2;
+		if (rc == 0) {
+			memcpy(*buf, jpg, len);
+			*n = len;
+		}
+		g_free(jpg);
 	}
-	in = t[0];
-	/* Far larger than the output: box-average by a whole factor first, as
-	 * vips_resize does, so that memory stays near the output's size. */
-	double span = side;
-	int shrink = side / (2 * size);
-	if (shrink >= 2) {
-		if (vips_shrink(in, &t[2], shrink, shrink, NULL))
-			goto fail;
-		in = t[2];
-		span = (double)side / shrink;
-	}
-	/* Computed here, in this thread: a libvips sink would hand the work
-	 * to its thread pool and back, tile by tile. */
-	reg = vips_region_new(in);
-	VipsRect all = { 0, 0, in->Xsize, in->Ysize };
-	if (!reg || vips_region_prepare(reg, &all))
-		goto fail;
-	px = malloc((size_t)size * size * 3);
-	rows = malloc(sizeof *rows * (size_t)in->Ysize);
-	if (!px || !rows) {
-		p2p_err("%s: out of memory", src->path);
-		goto out;
-	}
-	for (int y = 0; y < in->Ysize; y++)
-		rows[y] = (unsigned char *)VIPS_REGION_ADDR(reg, 0, y);
-	if (in->Xsize == size && in->Ysize == size) {
-		for (int y = 0; y < size; y++)
-			memcpy(px + (size_t)y * size * 3, rows[y], (size_t)size * 3);
-	} else if (p2p_crop_resample(rows, in->Xsize, span, size, px)) {
-		p2p_err("%s: out of memory", src->path);
-		goto out;
-	}
-	g_object_unref(reg);
-	reg = NULL;
-	t[3] = vips_image_new_from_memory(px, (size_t)size * size * 3, size, size, 3, VIPS_FORMAT_UCHAR);
-	if (!t[3] || vips_jpegsave_buffer(t[3], &jpg, &len, "Q", quality, "strip", TRUE, NULL))
-		goto fail;
-	/* Ours to free with free(), whatever allocator glib uses. */
-	*buf = malloc(len);
-	if (*buf) {
-		memcpy(*buf, jpg, len);
-		*n = len;
-	} else {
-		p2p_err("%s: out of memory", src->path);
-	}
-	g_free(jpg);
-	goto out;
-fail:
-	vips_error_clear();
-	p2p_err("%s: corrupt or truncated image", src->path);
-out:
-	if (reg)
-		g_object_unref(reg);
-	g_object_unref(scope);
-	free(rows);
 	free(px);
-	return *buf ? 0 : -1;
+	if (rc == -2)
+		return p2p_err("%s: out of memory", src->path);
+	if (rc) {
+		vips_error_clear();
+		return p2p_err("%s: corrupt or truncated image", src->path);
+	}
+	return 0;
 }
