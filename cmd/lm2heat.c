@@ -10,6 +10,7 @@
 #include "progress.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -40,6 +41,8 @@ typedef struct {
 	char *msg;              /* why it is skipped (malloc'd), or NULL */
 	unsigned char *map;     /* -o -: the heatmap, h x w, for stdout */
 	int h, w;
+	p2p_pending file;       /* its .npy, written, waiting for the batch's commit */
+	int pending;
 } slot;
 
 static void usage(void)
@@ -161,17 +164,69 @@ static int check_id(const char *id)
 	return 0;
 }
 
-/* The image's size from its header only (libvips reads no pixels here). */
+static unsigned be16(const unsigned char *b)
+{
+	return (unsigned)b[0] << 8 | b[1];
+}
+
+static unsigned long be32(const unsigned char *b)
+{
+	return (unsigned long)be16(b) << 16 | be16(b + 2);
+}
+
+/* The size in a PNG's IHDR or a JPEG's SOF, read here: libvips' generic
+ * open tries its loaders one after the other and cost more than drawing
+ * the heatmap. 0 when found; -1 for any other file, or a header not as
+ * expected, which libvips then reads (and names what is wrong). */
+static int header_size(const char *path, int *w, int *h)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	unsigned char b[24];
+	unsigned long bw = 0, bh = 0;
+	if (pread(fd, b, 24, 0) == 24 && memcmp(b, "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16) == 0) {
+		bw = be32(b + 16);
+		bh = be32(b + 20);
+	} else if (b[0] == 0xFF && b[1] == 0xD8) {
+		/* Marker segments up to the frame header: FF, the marker, a
+		 * big-endian length that counts itself, its data. */
+		off_t at = 2;
+		for (int seg = 0; seg < 256; seg++) {
+			if (pread(fd, b, 9, at) != 9 || b[0] != 0xFF)
+				break;
+			unsigned m = b[1];
+			if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+				bh = be16(b + 5);       /* after the precision byte */
+				bw = be16(b + 7);
+				break;
+			}
+			if (m < 0xC0 || m == 0xD8 || m == 0xD9 || m == 0xDA || be16(b + 2) < 2)
+				break;                  /* no frame header before the data */
+			at += 2 + be16(b + 2);
+		}
+	}
+	close(fd);
+	if (bw < 1 || bh < 1 || bw > INT_MAX || bh > INT_MAX)
+		return -1;
+	*w = (int)bw;
+	*h = (int)bh;
+	return 0;
+}
+
+/* The image's size from its header only (no pixels are read). */
 static int image_size(const char *path, int *w, int *h)
 {
 	if (access(path, R_OK) != 0)
 		return p2p_err_errno("%s", path);
-	VipsImage *im = vips_image_new_from_file(path, NULL);
-	if (!im)
-		return p2p_err("%s: not an image libvips can read", path);
-	*w = vips_image_get_width(im);
-	*h = vips_image_get_height(im);
-	g_object_unref(im);
+	if (header_size(path, w, h)) {
+		VipsImage *im = vips_image_new_from_file(path, NULL);
+		if (!im)
+			return p2p_err("%s: not an image libvips can read", path);
+		*w = vips_image_get_width(im);
+		*h = vips_image_get_height(im);
+		g_object_unref(im);
+	}
 	if (*w < 1 || *h < 1 || *w > MAX_SIDE || *h > MAX_SIDE)
 		return p2p_err("%s: image size %d x %d is out of range", path, *w, *h);
 	/* the header alone can claim gigapixels: the heatmap would be as large */
@@ -190,6 +245,19 @@ static char *heatmap_path(const char *dir, const char *id)
 	if (p)
 		snprintf(p, len, "%s%s%s.npy", dir, slash ? "" : "/", id);
 	return p;
+}
+
+/* The heatmap as .npy to a temp file, committed with its batch. */
+static int write_npy(slot *sl, const char *path, int h, int w, const unsigned char *map)
+{
+	void *buf;
+	size_t n;
+	if (p2p_npy_encode(P2P_U8, 2, (long[]){ h, w }, map, &buf, &n))
+		return -1;
+	int rc = p2p_pending_write(&sl->file, path, buf, n);
+	free(buf);
+	sl->pending = rc == 0;
+	return rc;
 }
 
 /* Render and write one record's heatmap and add "heatmap" to it (with -o -,
@@ -245,8 +313,7 @@ static int do_record(const options *o, slot *sl)
 			map = NULL;
 			rc = 0;
 		}
-	} else if (!p2p_heatmap_render(map, h, w, xy, n, o->sigma)
-	           && !p2p_npy_write(path, P2P_U8, 2, (long[]){ h, w }, map)) {
+	} else if (!p2p_heatmap_render(map, h, w, xy, n, o->sigma) && !write_npy(sl, path, h, w, map)) {
 		cJSON *v = cJSON_CreateString(path);
 		if (!v)
 			p2p_err("out of memory");
@@ -328,6 +395,37 @@ static char *located(const char *file, long line, const char *msg)
 	return s;
 }
 
+/* The batch's heatmaps made durable together, then given their names (one
+ * disk flush a batch rather than one a file: see p2p_pending_commit); a
+ * file that fails makes its record bad. */
+static void commit_batch(slot *b, int m, const char *name)
+{
+	p2p_pending *p = malloc(sizeof *p * (size_t)m);
+	int *which = malloc(sizeof *which * (size_t)m), k = 0;
+	if (!p || !which)
+		p2p_die(1, "out of memory");
+	for (int i = 0; i < m; i++) {
+		if (!b[i].pending)
+			continue;
+		if (b[i].msg) {
+			p2p_pending_abort(&b[i].file, 1);
+		} else {
+			p[k] = b[i].file;
+			which[k++] = i;
+		}
+		b[i].pending = 0;
+	}
+	if (p2p_pending_commit(p, k))
+		for (int j = 0; j < k; j++)
+			if (p[j].why) {
+				slot *sl = &b[which[j]];
+				sl->msg = located(name, sl->line, p[j].why);
+				free(p[j].why);
+			}
+	free(p);
+	free(which);
+}
+
 int main(int argc, char **argv)
 {
 	p2p_cli_init(argv[0]);
@@ -388,6 +486,7 @@ int main(int argc, char **argv)
 				b[i].msg = located(r.name, b[i].line, p2p_errmsg());
 		if (!o.size_w)
 			vips_error_clear();
+		commit_batch(b, m, r.name);
 		/* Report and emit in input order. */
 		for (int i = 0; i < m; i++) {
 			if (b[i].msg) {
