@@ -43,6 +43,7 @@ typedef struct {
 	int h, w;
 	p2p_pending file;       /* its .npy, written, waiting for the batch's commit */
 	int pending;
+	char *text;             /* the record with "heatmap", printed (malloc'd) */
 } slot;
 
 static void usage(void)
@@ -214,12 +215,21 @@ static int header_size(const char *path, int *w, int *h)
 	return 0;
 }
 
-/* The image's size from its header only (no pixels are read). */
+/* libvips is started (by the main thread, between batches) only once an
+ * image needs it: starting it loads its modules, which costs more than the
+ * rest of a small run. */
+static int vips_started;
+#define NEED_VIPS (-2)
+
+/* The image's size from its header only (no pixels are read); NEED_VIPS
+ * when libvips must read it and is not started. */
 static int image_size(const char *path, int *w, int *h)
 {
 	if (access(path, R_OK) != 0)
 		return p2p_err_errno("%s", path);
 	if (header_size(path, w, h)) {
+		if (!vips_started)
+			return NEED_VIPS;
 		VipsImage *im = vips_image_new_from_file(path, NULL);
 		if (!im)
 			return p2p_err("%s: not an image libvips can read", path);
@@ -262,7 +272,8 @@ static int write_npy(slot *sl, const char *path, int h, int w, const unsigned ch
 
 /* Render and write one record's heatmap and add "heatmap" to it (with -o -,
  * keep the heatmap in the slot); -1 with a message (without the FILE:LINE
- * prefix) when the record is bad. */
+ * prefix) when the record is bad, NEED_VIPS (nothing done) to try again
+ * once libvips is started. */
 static int do_record(const options *o, slot *sl)
 {
 	cJSON *obj = sl->obj;
@@ -297,9 +308,10 @@ static int do_record(const options *o, slot *sl)
 	int w = o->size_w, h = o->size_h;
 	if (!w) {
 		const char *image = p2p_json_string(obj, "image");
-		if (!image || image_size(image, &w, &h)) {
+		int rc = image ? image_size(image, &w, &h) : -1;
+		if (rc) {
 			free(xy);
-			return -1;
+			return rc;
 		}
 	}
 	unsigned char *map = malloc((size_t)w * h);
@@ -431,8 +443,6 @@ int main(int argc, char **argv)
 	p2p_cli_init(argv[0]);
 	options o;
 	parse_args(argc, argv, &o);
-	if (!o.size_w && p2p_image_init(argv[0]))
-		p2p_die_lib();
 	if (!o.to_stdout && p2p_mkdirs(o.outdir))
 		p2p_die_lib();
 	p2p_jsonl r;
@@ -479,12 +489,29 @@ int main(int argc, char **argv)
 			}
 			m++;
 		}
-		/* Render and write them in parallel; messages are per thread. */
-		#pragma omp parallel for schedule(dynamic, 4)
-		for (int i = 0; i < m; i++)
-			if (b[i].obj && do_record(&o, &b[i]))
-				b[i].msg = located(r.name, b[i].line, p2p_errmsg());
-		if (!o.size_w)
+		/* Render, write and print them in parallel (messages are per
+		 * thread); a second round for those that needed libvips. */
+		for (int round = 0, again = 1; again && round < 2; round++) {
+			if (round == 1) {
+				if (p2p_image_init(argv[0]))
+					p2p_die_lib();
+				vips_started = 1;
+			}
+			again = 0;
+			#pragma omp parallel for schedule(dynamic, 4) reduction(|:again)
+			for (int i = 0; i < m; i++) {
+				if (!b[i].obj || b[i].msg || b[i].text || b[i].map)
+					continue;
+				int rc = do_record(&o, &b[i]);
+				if (rc == NEED_VIPS)
+					again = 1;
+				else if (rc)
+					b[i].msg = located(r.name, b[i].line, p2p_errmsg());
+				else if (!o.to_stdout && !(b[i].text = cJSON_PrintUnformatted(b[i].obj)))
+					b[i].msg = located(r.name, b[i].line, "out of memory");
+			}
+		}
+		if (vips_started)
 			vips_error_clear();
 		commit_batch(b, m, r.name);
 		/* Report and emit in input order. */
@@ -496,7 +523,8 @@ int main(int argc, char **argv)
 				skipped++;
 			} else if (o.to_stdout ? p2p_npy_write("-", P2P_U8, 2,
 			                                         (long[]){ b[i].h, b[i].w }, b[i].map)
-			                       : p2p_jsonl_write(stdout, b[i].obj)) {
+			                       : (fputs(b[i].text, stdout) == EOF || putchar('\n') == EOF)
+			                         && p2p_err_errno("write failed")) {
 				p2p_die_lib();
 			} else {
 				written++;
@@ -504,6 +532,7 @@ int main(int argc, char **argv)
 			cJSON_Delete(b[i].obj);
 			free(b[i].msg);
 			free(b[i].map);
+			free(b[i].text);
 			memset(&b[i], 0, sizeof b[i]);
 		}
 		p2p_progress_update(&bar, written + skipped, NULL);
