@@ -648,6 +648,8 @@ int main(int argc, char **argv)
 	}
 	p2p_progress_end(&r.bar);
 	free_jobs(&jobs);
+	free(r.pend);       /* empty: the last job's thread took the last group */
+	free(r.pend_job);
 	free(r.line);
 	free(r.why);
 	free(r.ready);
