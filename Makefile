@@ -75,6 +75,15 @@ P2P_CFLAGS += -DP2P_MPI $(MPI_CFLAGS)
 P2P_LIBS   += $(MPI_LIBS)
 endif
 
+# Everything built depends on the flags it was built with: $B/.flags holds
+# them and changes only when they do, so that CUDA=0, CFLAGS=... and the like
+# on an existing build folder rebuild what they affect and nothing else.
+FLAGS_NOW := $(CC) $(CPPFLAGS) $(P2P_CFLAGS) $(CFLAGS) $(LDFLAGS) $(P2P_LIBS) $(NVCC) $(NVFLAGS)
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+$(shell mkdir -p $B && { [ "$$(cat $B/.flags 2>/dev/null)" = '$(FLAGS_NOW)' ] || \
+    printf '%s\n' '$(FLAGS_NOW)' >$B/.flags; })
+endif
+
 .PHONY: all check test unit bats lint demo bench install uninstall clean deps probe fuzz
 all: probe $(PROGS) $(UNITS) $(REPLAYS) $(BENCHES)
 
@@ -85,11 +94,15 @@ ifeq ($(MPI),1)
 	@test -n "$(MPI_LIBS)"
 endif
 
-$B/lib/%.o: lib/%.c
+$B/.flags:
+	@mkdir -p $(@D)
+	@printf '%s\n' '$(FLAGS_NOW)' >$@
+
+$B/lib/%.o: lib/%.c $B/.flags
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(P2P_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-$B/lib/%.cu.o: lib/%.cu
+$B/lib/%.cu.o: lib/%.cu $B/.flags
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -MMD -MP -MF $(@:.o=.d) -c -o $@ $<
 
@@ -97,24 +110,25 @@ $B/libp2p.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$B/cmd/%.o: cmd/%.c
+$B/cmd/%.o: cmd/%.c $B/.flags
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(P2P_CFLAGS) $(CFLAGS) -c -o $@ $<
 
-$B/bin/%: $B/cmd/%.o $B/libp2p.a
+$B/bin/%: $B/cmd/%.o $B/libp2p.a $B/.flags
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $B/libp2p.a $(P2P_LIBS)
 
-$B/tests/%: tests/unit/%.c tests/unit/check.h $B/libp2p.a
+$B/tests/%: tests/unit/%.c tests/unit/check.h $B/libp2p.a $B/.flags
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(P2P_CFLAGS) -Itests/unit $(CFLAGS) $(LDFLAGS) -o $@ $< $B/libp2p.a $(P2P_LIBS)
 
-$B/tests/fuzz_replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(wildcard tests/fuzz/*.h) $B/libp2p.a
+$B/tests/fuzz_replay_%: tests/fuzz/%.c tests/fuzz/replay.c $(wildcard tests/fuzz/*.h) $B/libp2p.a \
+                        $B/.flags
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(P2P_CFLAGS)) -Itests/fuzz -DFUZZ_TARGET='"$*"' \
 	  $(CFLAGS) $(LDFLAGS) -o $@ tests/fuzz/$*.c tests/fuzz/replay.c $B/libp2p.a $(P2P_LIBS)
 
-$B/bench/%: bench/%.c $B/libp2p.a
+$B/bench/%: bench/%.c $B/libp2p.a $B/.flags
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(P2P_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $B/libp2p.a $(P2P_LIBS)
 

@@ -6,7 +6,8 @@
  * with the ratio to sgemm; then a whole G forward at 256 against the time
  * its GEMMs alone take (the same calls, recorded and replayed). "/gemm" is
  * a layer's time over that of its own GEMMs replayed alone: the overhead
- * of im2col, col2im, transposes and bias, robust to a busy machine.
+ * of im2col, col2im, transposes and bias, robust to a busy machine. Then
+ * the layers training runs by Winograd, both ways.
  *
  * Usage: bench/conv [-q] [-g] [-1]
  *   -q  batch 1 only, shorter timings
@@ -180,6 +181,67 @@ static void bench_layer(const p2p_backend *be, const shape *L, double peak)
 	       L->net, L->transposed ? "convT" : "conv", g.n, g.cin, g.cout, g.h, g.w, g.k, g.stride,
 	       best[0] * 1e3, gf, 100 * gf / peak, best[0] / alone[0],
 	       best[1] * 1e3, gb, 100 * gb / peak, best[1] / alone[1]);
+	fflush(stdout);
+	for (int i = 0; i < 9; i++)
+		be->free(t[i]);
+}
+
+/* ---- the layers the models run by Winograd ----
+ * VGG16's 3x3 layers after the first and D's stride-1 4x4 conv.3 run
+ * forward and input gradient by Winograd in training (VGG16 needs no weight
+ * gradient: it is frozen). Both ways side by side, each rated by the direct
+ * convolution's FLOPs, so that the ratio to sgemm is the speed a layer is
+ * worth to a training step. */
+
+static double best_of(const p2p_backend *be, int wino, int dx, const p2p_conv *g, float **t,
+                      size_t wsn)
+{
+	float *x = t[0], *y = t[1], *dxb = t[2], *dy = t[3], *w = t[4], *u = t[5], *ut = t[6];
+	float *b = t[7], *ws = t[8];
+	p2p_conv tg;
+	p2p_conv_wino_input_grad(&tg, g);
+	double best = 1e30;
+	for (int reps = 0; reps < 2 || best * reps < min_time; reps++) {
+		double s = now();
+		int rc;
+		if (!dx)
+			rc = wino ? p2p_conv2d_forward_wino(be, g, y, x, u, b, ws, wsn)
+			          : p2p_conv2d_forward(be, g, y, x, w, b, ws, wsn);
+		else if (wino)
+			rc = p2p_conv2d_forward_wino(be, &tg, dxb, dy, ut, NULL, ws, wsn);
+		else
+			rc = p2p_conv2d_backward(be, g, dxb, NULL, NULL, dy, NULL, w, ws, wsn);
+		s = now() - s;
+		if (rc != 0) {
+			fprintf(stderr, "conv: a layer failed\n");
+			exit(1);
+		}
+		best = s < best ? s : best;
+	}
+	return best;
+}
+
+static void bench_wino_layer(const p2p_backend *be, const shape *L, double peak)
+{
+	p2p_conv g;
+	p2p_conv2d_init(&g, L->n, L->cin, L->hw, L->hw, L->cout, L->k, L->s, L->p);
+	size_t nx = (size_t)g.n * g.cin * g.h * g.w, ny = (size_t)g.n * g.cout * g.oh * g.ow;
+	size_t nw = (size_t)g.cin * g.cout * g.k * g.k, nu = 36 * (size_t)g.cin * g.cout;
+	size_t a = p2p_conv_ws(&g), b = p2p_conv_wino_ws(&g), wsn = a > b ? a : b;
+	float *t[9] = {buf(be, nx, 0.1f), buf(be, ny, 0), buf(be, nx, 0), buf(be, ny, 0.01f),
+	               buf(be, nw, 0.02f), buf(be, nu, 0), buf(be, nu, 0), buf(be, g.cout, 0),
+	               buf(be, wsn, 0)};
+	be->wino_weights(t[4], g.cout, g.cin, g.k, 0, t[5]);
+	be->wino_weights(t[4], g.cout, g.cin, g.k, 1, t[6]);
+	double fl = (double)p2p_conv_flops(&g), tm[4];
+	for (int i = 0; i < 4; i++)
+		tm[i] = best_of(be, i & 1, i >> 1, &g, t, wsn);
+	printf("%-4s %-6s %2d %4d->%-4d %4dx%-4d k%d s%d", L->net, "conv", g.n, g.cin, g.cout, g.h,
+	       g.w, g.k, g.stride);
+	for (int i = 0; i < 4; i++)
+		printf(" %8.2f %6.1f %4.0f%%", tm[i] * 1e3, fl / tm[i] * 1e-9,
+		       100 * fl / tm[i] * 1e-9 / peak);
+	printf("\n");
 	fflush(stdout);
 	for (int i = 0; i < 9; i++)
 		be->free(t[i]);
@@ -383,6 +445,19 @@ int main(int argc, char **argv)
 		L[nl++] = (shape){"VGG", 0, 1, vc[i], vs[i], vc[i + 1], 3, 1, 1};
 	for (int i = 0; i < nl && !gonly; i++)
 		bench_layer(be, &L[i], peak);
+	if (!gonly && be->wino_weights) {
+		printf("\nAs training runs them (Winograd), GF/s by the direct convolution's FLOPs:\n");
+		printf("%-4s %-6s %2s %10s %9s %5s %8s %6s %5s %8s %6s %5s %8s %6s %5s %8s %6s %5s\n",
+		       "net", "layer", "n", "channels", "input", "", "fwd ms", "GF/s", "sgemm",
+		       "wino ms", "GF/s", "sgemm", "dx ms", "GF/s", "sgemm", "wino ms", "GF/s", "sgemm");
+		for (int i = 0; i < nl; i++) {
+			p2p_conv g;
+			p2p_conv2d_init(&g, L[i].n, L[i].cin, L[i].hw, L[i].hw, L[i].cout, L[i].k, L[i].s,
+			                L[i].p);
+			if (!L[i].transposed && L[i].cin > 3 && L[i].cout > 1 && p2p_conv_wino_ok(be, &g))
+				bench_wino_layer(be, &L[i], peak);
+		}
+	}
 	printf("\n");
 	bench_g_forward(be, 1);
 	if (!quick)
