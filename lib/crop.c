@@ -306,8 +306,10 @@ static int png_decode(const p2p_crop_src *src, long w, long h, long last, unsign
 	}
 	if (inflater.zlib_ex(d, z, idat, out, total, &used, &made) != 0 || used != idat || made != total)
 		goto done;
-	for (long y = 0; y <= last; y++)
-		if (unfilter(out, len, y))
+	/* Every row's filter type is checked (a bad one anywhere is a corrupt
+	 * file, for libvips to judge), rows below the square are not undone. */
+	for (long y = 0; y < h; y++)
+		if (out[(size_t)y * (len + 1)] > 4 || (y <= last && unfilter(out, len, y)))
 			goto done;
 	rc = 0;
 done:
@@ -743,6 +745,11 @@ static int render_direct(p2p_crop_src *src, const p2p_crop_rect *r, int size, in
 	long w = im->Xsize, h = im->Ysize;
 	reach c = reach_of(r, w, h);
 	unsigned char *raw;
+	if (pad != P2P_PAD_EDGE && (r->x0 >= w || r->y0 >= h || r->x0 + r->side <= 0 || r->y0 + r->side <= 0)) {
+		/* all padding: black, whatever the photo holds (nothing is decoded) */
+		memset(px, 0, (size_t)size * size * 3);
+		return 0;
+	}
 	if (src->png_rgb8 && png_decode(src, w, h, c.cy1, &raw) == 0) {
 		size_t stride = (size_t)w * 3 + 1;
 		int rc = square_resample(raw + (size_t)c.cy0 * stride + 1 + (size_t)c.cx0 * 3, stride,
