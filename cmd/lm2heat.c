@@ -186,24 +186,32 @@ static int header_size(const char *path, int *w, int *h)
 		return -1;
 	unsigned char b[24];
 	unsigned long bw = 0, bh = 0;
-	if (pread(fd, b, 24, 0) == 24 && memcmp(b, "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16) == 0) {
+	ssize_t got = pread(fd, b, 24, 0);
+	if (got == 24 && memcmp(b, "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16) == 0) {
 		bw = be32(b + 16);
 		bh = be32(b + 20);
-	} else if (b[0] == 0xFF && b[1] == 0xD8) {
-		/* Marker segments up to the frame header: FF, the marker, a
-		 * big-endian length that counts itself, its data. */
+	} else if (got >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
+		/* Marker segments up to the frame header: FF (and any fill FFs),
+		 * the marker, a big-endian length that counts itself, its data.
+		 * Only the frames libjpeg decodes: baseline, extended and
+		 * progressive, Huffman or arithmetic (SOF0-2, SOF9-10). */
 		off_t at = 2;
-		for (int seg = 0; seg < 256; seg++) {
+		for (int seg = 0; seg < 512; seg++) {
 			if (pread(fd, b, 9, at) != 9 || b[0] != 0xFF)
 				break;
 			unsigned m = b[1];
-			if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+			if (m == 0xFF) {
+				at++;
+				continue;
+			}
+			if (m == 0xC0 || m == 0xC1 || m == 0xC2 || m == 0xC9 || m == 0xCA) {
 				bh = be16(b + 5);       /* after the precision byte */
 				bw = be16(b + 7);
 				break;
 			}
-			if (m < 0xC0 || m == 0xD8 || m == 0xD9 || m == 0xDA || be16(b + 2) < 2)
-				break;                  /* no frame header before the data */
+			int has_length = m == 0xC4 || m == 0xCC || (m >= 0xDB && m <= 0xDF) || m >= 0xE0;
+			if (!has_length || be16(b + 2) < 2)
+				break;                  /* any other frame, or the data: libvips' call */
 			at += 2 + be16(b + 2);
 		}
 	}
@@ -412,6 +420,8 @@ static char *located(const char *file, long line, const char *msg)
  * file that fails makes its record bad. */
 static void commit_batch(slot *b, int m, const char *name)
 {
+	if (m == 0)
+		return;
 	p2p_pending *p = malloc(sizeof *p * (size_t)m);
 	int *which = malloc(sizeof *which * (size_t)m), k = 0;
 	if (!p || !which)
