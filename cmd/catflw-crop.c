@@ -424,9 +424,10 @@ static char *out_path(const char *dir, const char *id)
 	return xprintf("%s%s%s.jpg", dir, n && dir[n - 1] == '/' ? "" : "/", id);
 }
 
-/* Crop one sample: write its JPEG and return its JSON line (malloc'd), or
- * NULL with the message set. */
-static char *crop_one(const options *o, const job *j)
+/* Crop one sample: write its JPEG to a temp file (*pf, for a later group
+ * commit) and return its JSON line (malloc'd), or NULL with the message set
+ * and nothing left behind. */
+static char *crop_one(const options *o, const job *j, p2p_pending *pf)
 {
 	if (j->error) {
 		p2p_err("%s", j->error);
@@ -449,7 +450,7 @@ static char *crop_one(const options *o, const job *j)
 	    p2p_crop_render(src, &r, o->size, o->pad, o->quality, &jpg, &njpg))
 		goto done;
 	out = out_path(o->out, j->id);
-	if (p2p_write_file(out, jpg, njpg))
+	if (p2p_pending_write(pf, out, jpg, njpg))
 		goto done;
 
 	double pts[2 * P2P_LABELS_MAX_POINTS], box[4];
@@ -483,12 +484,22 @@ done:
 	return line;
 }
 
+/* Files are made durable a group at a time (see p2p_pending_commit): one
+ * flush of the disk per GROUP crops instead of one each, which cost more
+ * than the rest of the writing. A sample is reported only once its file is
+ * under its final name. */
+#define GROUP 64
+
 /* The results of the samples, printed strictly in job order as soon as each
  * one's predecessors are out: a slow sample never holds a thread idle. */
 typedef struct {
 	char **line, **why;     /* per job: its JSON line or its message */
-	char *ready;            /* per job: finished */
+	char *ready;            /* per job: finished, its file (if any) committed */
 	long next;              /* the first job not yet printed */
+	long ran;               /* jobs past crop_one */
+	p2p_pending *pend;      /* crops written, waiting for a commit */
+	long *pend_job;         /* the job of each */
+	long npend, cap;
 	long cropped, skipped;
 	int stop;               /* 1: --strict met a bad sample; 2: stdout failed */
 	int write_errno;
@@ -504,7 +515,7 @@ static void emit_ready(results *r, long n, int strict)
 			/* after a fatal sample: nothing more is reported */
 		} else if (r->line[i]) {
 			/* No exit from here: other threads may be halfway through a
-			 * temp file, to be committed or removed. */
+			 * commit, to be finished or undone. */
 			if (fputs(r->line[i], stdout) == EOF || putchar('\n') == EOF) {
 				r->write_errno = errno;
 				r->stop = 2;
@@ -523,6 +534,54 @@ static void emit_ready(results *r, long n, int strict)
 		r->line[i] = r->why[i] = NULL;
 		p2p_progress_update(&r->bar, i + 1, NULL);
 	}
+}
+
+/* Job i's file joins the group waiting for a commit; inside critical(emit). */
+static void add_pending(results *r, const p2p_pending *pf, long i)
+{
+	if (r->npend == r->cap) {
+		r->cap = r->cap ? 2 * r->cap : GROUP;
+		r->pend = realloc(r->pend, sizeof *r->pend * (size_t)r->cap);
+		r->pend_job = realloc(r->pend_job, sizeof *r->pend_job * (size_t)r->cap);
+		if (!r->pend || !r->pend_job)
+			p2p_die(1, "out of memory");
+	}
+	r->pend[r->npend] = *pf;
+	r->pend_job[r->npend++] = i;
+}
+
+/* A group taken out of results, to commit outside the critical section
+ * while the other threads go on cropping. */
+typedef struct {
+	p2p_pending *p;
+	long *job, n;
+} group;
+
+/* Commit g (or, after a fatal error, give it up), then report its jobs. */
+static void commit_group(results *r, group *g, long n, int strict)
+{
+	int halted;
+#pragma omp atomic read
+	halted = r->stop;
+	if (halted)
+		p2p_pending_abort(g->p, g->n);
+	else
+		p2p_pending_commit(g->p, g->n);
+#pragma omp critical(emit)
+	{
+		for (long k = 0; k < g->n; k++) {
+			long i = g->job[k];
+			if (!halted && g->p[k].why) {
+				free(r->line[i]);
+				r->line[i] = NULL;
+				r->why[i] = g->p[k].why;
+			}
+			r->ready[i] = 1;
+		}
+		emit_ready(r, n, strict);
+	}
+	free(g->p);
+	free(g->job);
 }
 
 int main(int argc, char **argv)
@@ -562,18 +621,35 @@ int main(int argc, char **argv)
 #pragma omp atomic read
 		halted = r.stop;
 		char *line = NULL, *why = NULL;
-		if (!halted && !(line = crop_one(&o, &jobs.v[i])))
+		p2p_pending pf;
+		if (!halted && !(line = crop_one(&o, &jobs.v[i], &pf)))
 			why = xstrdup(p2p_errmsg());
+		group g = { 0 };
 #pragma omp critical(emit)
 		{
 			r.line[i] = line;
 			r.why[i] = why;
-			r.ready[i] = 1;
+			if (line)
+				add_pending(&r, &pf, i);
+			else
+				r.ready[i] = 1;
+			/* A full group, or the last one: this thread commits it. */
+			r.ran++;
+			if (r.npend >= GROUP || (r.ran == jobs.n && r.npend > 0)) {
+				g = (group){ r.pend, r.pend_job, r.npend };
+				r.pend = NULL;
+				r.pend_job = NULL;
+				r.npend = r.cap = 0;
+			}
 			emit_ready(&r, jobs.n, o.strict);
 		}
+		if (g.n)
+			commit_group(&r, &g, jobs.n, o.strict);
 	}
 	p2p_progress_end(&r.bar);
 	free_jobs(&jobs);
+	free(r.pend);       /* empty: the last job's thread took the last group */
+	free(r.pend_job);
 	free(r.line);
 	free(r.why);
 	free(r.ready);

@@ -10,6 +10,7 @@
 #include "progress.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -40,6 +41,9 @@ typedef struct {
 	char *msg;              /* why it is skipped (malloc'd), or NULL */
 	unsigned char *map;     /* -o -: the heatmap, h x w, for stdout */
 	int h, w;
+	p2p_pending file;       /* its .npy, written, waiting for the batch's commit */
+	int pending;
+	char *text;             /* the record with "heatmap", printed (malloc'd) */
 } slot;
 
 static void usage(void)
@@ -161,17 +165,86 @@ static int check_id(const char *id)
 	return 0;
 }
 
-/* The image's size from its header only (libvips reads no pixels here). */
+static unsigned be16(const unsigned char *b)
+{
+	return (unsigned)b[0] << 8 | b[1];
+}
+
+static unsigned long be32(const unsigned char *b)
+{
+	return (unsigned long)be16(b) << 16 | be16(b + 2);
+}
+
+/* The size in a PNG's IHDR or a JPEG's SOF, read here: libvips' generic
+ * open tries its loaders one after the other and cost more than drawing
+ * the heatmap. 0 when found; -1 for any other file, or a header not as
+ * expected, which libvips then reads (and names what is wrong). */
+static int header_size(const char *path, int *w, int *h)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	unsigned char b[24];
+	unsigned long bw = 0, bh = 0;
+	ssize_t got = pread(fd, b, 24, 0);
+	if (got == 24 && memcmp(b, "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16) == 0) {
+		bw = be32(b + 16);
+		bh = be32(b + 20);
+	} else if (got >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
+		/* Marker segments up to the frame header: FF (and any fill FFs),
+		 * the marker, a big-endian length that counts itself, its data.
+		 * Only the frames libjpeg decodes: baseline, extended and
+		 * progressive, Huffman or arithmetic (SOF0-2, SOF9-10). */
+		off_t at = 2;
+		for (int seg = 0; seg < 512; seg++) {
+			if (pread(fd, b, 9, at) != 9 || b[0] != 0xFF)
+				break;
+			unsigned m = b[1];
+			if (m == 0xFF) {
+				at++;
+				continue;
+			}
+			if (m == 0xC0 || m == 0xC1 || m == 0xC2 || m == 0xC9 || m == 0xCA) {
+				bh = be16(b + 5);       /* after the precision byte */
+				bw = be16(b + 7);
+				break;
+			}
+			int has_length = m == 0xC4 || m == 0xCC || (m >= 0xDB && m <= 0xDF) || m >= 0xE0;
+			if (!has_length || be16(b + 2) < 2)
+				break;                  /* any other frame, or the data: libvips' call */
+			at += 2 + be16(b + 2);
+		}
+	}
+	close(fd);
+	if (bw < 1 || bh < 1 || bw > INT_MAX || bh > INT_MAX)
+		return -1;
+	*w = (int)bw;
+	*h = (int)bh;
+	return 0;
+}
+
+/* libvips is started (by the main thread, between batches) only once an
+ * image needs it: starting it loads its modules, which costs more than the
+ * rest of a small run. */
+static int vips_started;
+#define NEED_VIPS (-2)
+
+/* The image's size from its header only (no pixels are read); NEED_VIPS
+ * when libvips must read it and is not started. */
 static int image_size(const char *path, int *w, int *h)
 {
 	if (access(path, R_OK) != 0)
 		return p2p_err_errno("%s", path);
-	VipsImage *im = vips_image_new_from_file(path, NULL);
-	if (!im)
-		return p2p_err("%s: not an image libvips can read", path);
-	*w = vips_image_get_width(im);
-	*h = vips_image_get_height(im);
-	g_object_unref(im);
+	if (header_size(path, w, h)) {
+		if (!vips_started)
+			return NEED_VIPS;
+		VipsImage *im = vips_image_new_from_file(path, NULL);
+		if (!im)
+			return p2p_err("%s: not an image libvips can read", path);
+		*w = vips_image_get_width(im);
+		*h = vips_image_get_height(im);
+		g_object_unref(im);
+	}
 	if (*w < 1 || *h < 1 || *w > MAX_SIDE || *h > MAX_SIDE)
 		return p2p_err("%s: image size %d x %d is out of range", path, *w, *h);
 	/* the header alone can claim gigapixels: the heatmap would be as large */
@@ -192,9 +265,23 @@ static char *heatmap_path(const char *dir, const char *id)
 	return p;
 }
 
+/* The heatmap as .npy to a temp file, committed with its batch. */
+static int write_npy(slot *sl, const char *path, int h, int w, const unsigned char *map)
+{
+	void *buf;
+	size_t n;
+	if (p2p_npy_encode(P2P_U8, 2, (long[]){ h, w }, map, &buf, &n))
+		return -1;
+	int rc = p2p_pending_write(&sl->file, path, buf, n);
+	free(buf);
+	sl->pending = rc == 0;
+	return rc;
+}
+
 /* Render and write one record's heatmap and add "heatmap" to it (with -o -,
  * keep the heatmap in the slot); -1 with a message (without the FILE:LINE
- * prefix) when the record is bad. */
+ * prefix) when the record is bad, NEED_VIPS (nothing done) to try again
+ * once libvips is started. */
 static int do_record(const options *o, slot *sl)
 {
 	cJSON *obj = sl->obj;
@@ -229,9 +316,10 @@ static int do_record(const options *o, slot *sl)
 	int w = o->size_w, h = o->size_h;
 	if (!w) {
 		const char *image = p2p_json_string(obj, "image");
-		if (!image || image_size(image, &w, &h)) {
+		int rc = image ? image_size(image, &w, &h) : -1;
+		if (rc) {
 			free(xy);
-			return -1;
+			return rc;
 		}
 	}
 	unsigned char *map = malloc((size_t)w * h);
@@ -245,8 +333,7 @@ static int do_record(const options *o, slot *sl)
 			map = NULL;
 			rc = 0;
 		}
-	} else if (!p2p_heatmap_render(map, h, w, xy, n, o->sigma)
-	           && !p2p_npy_write(path, P2P_U8, 2, (long[]){ h, w }, map)) {
+	} else if (!p2p_heatmap_render(map, h, w, xy, n, o->sigma) && !write_npy(sl, path, h, w, map)) {
 		cJSON *v = cJSON_CreateString(path);
 		if (!v)
 			p2p_err("out of memory");
@@ -328,13 +415,44 @@ static char *located(const char *file, long line, const char *msg)
 	return s;
 }
 
+/* The batch's heatmaps made durable together, then given their names (one
+ * disk flush a batch rather than one a file: see p2p_pending_commit); a
+ * file that fails makes its record bad. */
+static void commit_batch(slot *b, int m, const char *name)
+{
+	if (m == 0)
+		return;
+	p2p_pending *p = malloc(sizeof *p * (size_t)m);
+	int *which = malloc(sizeof *which * (size_t)m), k = 0;
+	if (!p || !which)
+		p2p_die(1, "out of memory");
+	for (int i = 0; i < m; i++) {
+		if (!b[i].pending)
+			continue;
+		if (b[i].msg) {
+			p2p_pending_abort(&b[i].file, 1);
+		} else {
+			p[k] = b[i].file;
+			which[k++] = i;
+		}
+		b[i].pending = 0;
+	}
+	if (p2p_pending_commit(p, k))
+		for (int j = 0; j < k; j++)
+			if (p[j].why) {
+				slot *sl = &b[which[j]];
+				sl->msg = located(name, sl->line, p[j].why);
+				free(p[j].why);
+			}
+	free(p);
+	free(which);
+}
+
 int main(int argc, char **argv)
 {
 	p2p_cli_init(argv[0]);
 	options o;
 	parse_args(argc, argv, &o);
-	if (!o.size_w && p2p_image_init(argv[0]))
-		p2p_die_lib();
 	if (!o.to_stdout && p2p_mkdirs(o.outdir))
 		p2p_die_lib();
 	p2p_jsonl r;
@@ -381,13 +499,31 @@ int main(int argc, char **argv)
 			}
 			m++;
 		}
-		/* Render and write them in parallel; messages are per thread. */
-		#pragma omp parallel for schedule(dynamic, 4)
-		for (int i = 0; i < m; i++)
-			if (b[i].obj && do_record(&o, &b[i]))
-				b[i].msg = located(r.name, b[i].line, p2p_errmsg());
-		if (!o.size_w)
+		/* Render, write and print them in parallel (messages are per
+		 * thread); a second round for those that needed libvips. */
+		for (int round = 0, again = 1; again && round < 2; round++) {
+			if (round == 1) {
+				if (p2p_image_init(argv[0]))
+					p2p_die_lib();
+				vips_started = 1;
+			}
+			again = 0;
+			#pragma omp parallel for schedule(dynamic, 4) reduction(|:again)
+			for (int i = 0; i < m; i++) {
+				if (!b[i].obj || b[i].msg || b[i].text || b[i].map)
+					continue;
+				int rc = do_record(&o, &b[i]);
+				if (rc == NEED_VIPS)
+					again = 1;
+				else if (rc)
+					b[i].msg = located(r.name, b[i].line, p2p_errmsg());
+				else if (!o.to_stdout && !(b[i].text = cJSON_PrintUnformatted(b[i].obj)))
+					b[i].msg = located(r.name, b[i].line, "out of memory");
+			}
+		}
+		if (vips_started)
 			vips_error_clear();
+		commit_batch(b, m, r.name);
 		/* Report and emit in input order. */
 		for (int i = 0; i < m; i++) {
 			if (b[i].msg) {
@@ -397,7 +533,8 @@ int main(int argc, char **argv)
 				skipped++;
 			} else if (o.to_stdout ? p2p_npy_write("-", P2P_U8, 2,
 			                                         (long[]){ b[i].h, b[i].w }, b[i].map)
-			                       : p2p_jsonl_write(stdout, b[i].obj)) {
+			                       : (fputs(b[i].text, stdout) == EOF || putchar('\n') == EOF)
+			                         && p2p_err_errno("write failed")) {
 				p2p_die_lib();
 			} else {
 				written++;
@@ -405,6 +542,7 @@ int main(int argc, char **argv)
 			cJSON_Delete(b[i].obj);
 			free(b[i].msg);
 			free(b[i].map);
+			free(b[i].text);
 			memset(&b[i], 0, sizeof b[i]);
 		}
 		p2p_progress_update(&bar, written + skipped, NULL);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 int p2p_afile_open(p2p_afile *f, const char *path)
@@ -86,6 +87,140 @@ int p2p_write_file(const char *path, const void *buf, size_t n)
 		return -1;
 	}
 	return p2p_afile_commit(&f);
+}
+
+/* ---- grouped commits ---- */
+
+/* File systems on which syncfs writes back every dirty file and flushes the
+ * disk's cache, as an fsync of each file would: the local disk ones (and
+ * tmpfs, which has nothing to write). FUSE may answer syncfs without doing
+ * anything and network file systems commit file by file: there each file
+ * gets its own fsync. */
+static int syncfs_is_whole(long type)
+{
+	switch ((unsigned long)type & 0xffffffffUL) {
+	case 0xEF53:            /* ext2, ext3, ext4 */
+	case 0x58465342:        /* XFS */
+	case 0x9123683E:        /* Btrfs */
+	case 0xF2F52010:        /* F2FS */
+	case 0x01021994:        /* tmpfs */
+		return 1;
+	}
+	return 0;
+}
+
+void p2p_pending_abort(p2p_pending *p, long count)
+{
+	for (long i = 0; i < count; i++) {
+		if (p[i].fd >= 0)
+			close(p[i].fd);
+		if (p[i].tmp)
+			unlink(p[i].tmp);
+		free(p[i].tmp);
+		free(p[i].path);
+		p[i].tmp = p[i].path = NULL;
+		p[i].fd = -1;
+	}
+}
+
+int p2p_pending_write(p2p_pending *p, const char *path, const void *buf, size_t n)
+{
+	memset(p, 0, sizeof *p);
+	p->fd = -1;
+	const char *slash = strrchr(path, '/');
+	size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
+	size_t len = strlen(path) + 16;
+	p->tmp = malloc(len);
+	p->path = strdup(path);
+	if (!p->tmp || !p->path) {
+		p2p_pending_abort(p, 1);
+		return p2p_err("%s: out of memory", path);
+	}
+	snprintf(p->tmp, len, "%.*s.%s.tmp.XXXXXX", (int)dirlen, path, path + dirlen);
+	p->fd = mkstemp(p->tmp);
+	if (p->fd < 0) {
+		p2p_err_errno("%s: cannot create", path);
+		free(p->tmp);   /* nothing was created under this name */
+		p->tmp = NULL;
+		p2p_pending_abort(p, 1);
+		return -1;
+	}
+	fchmod(p->fd, 0644);
+	for (size_t off = 0; off < n;) {
+		ssize_t put = write(p->fd, (const char *)buf + off, n - off);
+		if (put < 0 && errno == EINTR)
+			continue;
+		if (put <= 0) {
+			if (put == 0)
+				errno = EIO;
+			p2p_err_errno("%s: write failed", path);
+			p2p_pending_abort(p, 1);
+			return -1;
+		}
+		off += (size_t)put;
+	}
+	return 0;
+}
+
+/* The pending message, as a malloc'd copy for p->why. */
+static char *why_now(void)
+{
+	char *s = strdup(p2p_errmsg());
+	return s ? s : strdup("out of memory");
+}
+
+long p2p_pending_commit(p2p_pending *p, long count)
+{
+	/* The file systems flushed whole so far, and how that went. A group
+	 * rarely spans more than one or two; past the table's end each file
+	 * is synced on its own. */
+	struct { dev_t dev; int rc; } fs[8];
+	int nfs = 0;
+	long failed = 0;
+	for (long i = 0; i < count; i++) {
+		p[i].why = NULL;
+		struct stat st;
+		struct statfs sf;
+		int synced = 0;
+		if (fstat(p[i].fd, &st) == 0 && fstatfs(p[i].fd, &sf) == 0 && syncfs_is_whole(sf.f_type)) {
+			int k = 0;
+			while (k < nfs && fs[k].dev != st.st_dev)
+				k++;
+			if (k == nfs && nfs < (int)(sizeof fs / sizeof *fs)) {
+				fs[k].dev = st.st_dev;
+				fs[k].rc = syncfs(p[i].fd);
+				nfs++;
+			}
+			synced = k < nfs && fs[k].rc == 0;
+		}
+		/* Elsewhere, or where the whole flush failed, the file's own
+		 * fsync: it reports that file's write-back errors, and only its. */
+		int bad = !synced && fsync(p[i].fd) != 0;
+		int e = errno;
+		if (close(p[i].fd) != 0 && !bad)
+			bad = 1, e = errno;
+		p[i].fd = -1;
+		if (bad) {
+			errno = e;
+			p2p_err_errno("%s: write failed", p[i].path);
+			p[i].why = why_now();
+		}
+	}
+	/* Every file is on disk (or failed): only now may any take its name. */
+	for (long i = 0; i < count; i++) {
+		if (!p[i].why && rename(p[i].tmp, p[i].path) != 0) {
+			p2p_err_errno("%s: cannot write", p[i].path);
+			p[i].why = why_now();
+		}
+		if (p[i].why) {
+			unlink(p[i].tmp);
+			failed++;
+		}
+		free(p[i].tmp);
+		free(p[i].path);
+		p[i].tmp = p[i].path = NULL;
+	}
+	return failed;
 }
 
 int p2p_read_file(const char *path, size_t max, void **buf, size_t *n)

@@ -300,3 +300,29 @@ pixel() { vips getpoint "$1" "$2" "$3" | awk '{ printf "%d", $1 }'; }
 	run -1 --separate-stderr catflw-crop -o file/sub fx/good
 	[[ $stderr == "catflw-crop: file/sub: cannot create folder: Not a directory" ]]
 }
+
+@test "crops are committed 64 at a time: all there at the end, no temp file left" {
+	catflw-synth -o set -n 150 -s 160 --seed 5 >/dev/null 2>&1
+	run -0 --separate-stderr catflw-crop -o out set
+	[ "${#lines[@]}" -eq 150 ] && [ "$stderr" = "catflw-crop: 150 cropped, 0 skipped" ]
+	[ "$(ls out | wc -l)" -eq 150 ] && [ -z "$(ls -A out | grep '^\.')" ]
+	# every line names a crop that is there, in id order
+	[ "$(sed -E 's/.*"image":"out\/([^"]*)".*/\1/' <<<"$output")" = "$(ls out)" ]
+}
+
+@test "a run killed halfway: every crop under its name is whole and every line's crop is there" {
+	catflw-synth -o set -n 300 -s 256 --seed 3 >/dev/null 2>&1
+	catflw-crop -o full --quiet set >full.jsonl
+	catflw-crop -j 1 -o cut --quiet set >cut.jsonl &
+	pid=$!
+	for _ in $(seq 200); do [ -s cut.jsonl ] && break; sleep 0.01; done
+	kill -9 "$pid"
+	wait "$pid" || true
+	# whole: the same bytes as an uninterrupted run's
+	for f in cut/*.jpg; do cmp "$f" "full/${f#cut/}"; done
+	# a line only once its crop has its name (the killed writer may have cut
+	# its last line short)
+	sed '$d' cut.jsonl | sed -E 's/.*"image":"([^"]*)".*/\1/' | while read -r f; do [ -f "$f" ]; done
+	# nothing else but the hidden temp files of the group it was writing
+	[ -z "$(ls -A cut | grep -v -E '^[0-9_]+\.jpg$|^\.[0-9_]+\.jpg\.tmp\.......$')" ]
+}

@@ -117,6 +117,22 @@ points() { awk -v n="$1" 'BEGIN { printf "["; for (i = 0; i < n; i++) printf "%s
 	[[ $(npy_header heat/b.npy) == *"'shape': (16, 16)"* ]]
 }
 
+@test "sizes from PNG and JPEG headers (progressive, after a long APP1 segment), else libvips" {
+	printf '\377\330\377\340junk' >fake.jpg
+	for f in wide150x90.png wide150x90-exif.jpg wide150x90-progressive.jpg fake.jpg cat64x48.jpg wide30x20.webp; do
+		echo "{\"id\":\"${f//./_}\",\"image\":\"$f\",\"points\":[[149,89]]}"
+	done >in.jsonl
+	run -0 --separate-stderr lm2heat -o heat in.jsonl
+	[ "${stderr_lines[0]}" = "lm2heat: in.jsonl:4: fake.jpg: not an image libvips can read" ]
+	[ "${stderr_lines[1]}" = "lm2heat: 5 written, 1 skipped" ]
+	for f in wide150x90_png wide150x90-exif_jpg wide150x90-progressive_jpg; do
+		[[ $(npy_header heat/$f.npy) == *"'shape': (90, 150)"* ]]
+		[ "$(npy_at heat/$f.npy 89 149 150)" = 255 ]
+	done
+	[[ $(npy_header heat/cat64x48_jpg.npy) == *"'shape': (48, 64)"* ]]
+	[[ $(npy_header heat/wide30x20_webp.npy) == *"'shape': (20, 30)"* ]]
+}
+
 @test "--points picks landmarks by index" {
 	run -0 lm2heat -o heat --points 2,0 samples.jsonl
 	[ "$(npy_at heat/cat1.npy 20 10 64)" = 255 ]

@@ -489,6 +489,169 @@ static void render_bad_files(void)
 	}
 }
 
+/* p2p_crop_render of r from path as a JPEG (malloc'd, *n bytes), or NULL. */
+static unsigned char *render_jpeg(const char *path, p2p_crop_rect r, int size, int pad, size_t *n)
+{
+	int w, h;
+	void *jpg = NULL;
+	p2p_crop_src *src = p2p_crop_open(path, &w, &h);
+	if (src && p2p_crop_render(src, &r, size, pad, 95, &jpg, n))
+		jpg = NULL;
+	p2p_crop_close(src);
+	return jpg;
+}
+
+/* ---- a PNG written by hand, to choose each row's filter ---- */
+
+static uint32_t crc_table[256];
+
+static uint32_t crc32_png(const unsigned char *b, size_t n)
+{
+	if (!crc_table[1])
+		for (uint32_t i = 0; i < 256; i++) {
+			uint32_t c = i;
+			for (int k = 0; k < 8; k++)
+				c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+			crc_table[i] = c;
+		}
+	uint32_t c = 0xFFFFFFFFu;
+	for (size_t i = 0; i < n; i++)
+		c = crc_table[(c ^ b[i]) & 0xFF] ^ (c >> 8);
+	return c ^ 0xFFFFFFFFu;
+}
+
+static void put32(unsigned char *b, uint32_t v)
+{
+	b[0] = (unsigned char)(v >> 24), b[1] = (unsigned char)(v >> 16);
+	b[2] = (unsigned char)(v >> 8), b[3] = (unsigned char)v;
+}
+
+static void chunk(FILE *fp, const char *type, const unsigned char *data, size_t n)
+{
+	unsigned char *c = malloc(n + 4), len[4], crc[4];
+	memcpy(c, type, 4);
+	if (n)
+		memcpy(c + 4, data, n);
+	put32(len, (uint32_t)n);
+	put32(crc, crc32_png(c, n + 4));
+	fwrite(len, 1, 4, fp);
+	fwrite(c, 1, n + 4, fp);
+	fwrite(crc, 1, 4, fp);
+	free(c);
+}
+
+static int paeth_pick(int a, int b, int c)
+{
+	int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+	return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+}
+
+/* px (w x h RGB) as an 8-bit RGB PNG whose row y has filter y % 5, the zlib
+ * stream in stored (uncompressed) blocks. */
+static void png_every_filter(const char *path, const unsigned char *px, int w, int h)
+{
+	size_t len = (size_t)w * 3, nraw = (len + 1) * h;
+	unsigned char *raw = malloc(nraw);
+	for (int y = 0; y < h; y++) {
+		const unsigned char *x = px + y * len, *up = y ? x - len : NULL;
+		unsigned char *o = raw + y * (len + 1);
+		o[0] = (unsigned char)(y % 5);
+		for (size_t i = 0; i < len; i++) {
+			int a = i >= 3 ? x[i - 3] : 0, b = up ? up[i] : 0, c = i >= 3 && up ? up[i - 3] : 0;
+			int pred[5] = { 0, a, b, (a + b) >> 1, paeth_pick(a, b, c) };
+			o[1 + i] = (unsigned char)(x[i] - pred[y % 5]);
+		}
+	}
+	size_t nblk = (nraw + 65534) / 65535, nz = 2 + nraw + 5 * nblk + 4;
+	unsigned char *z = malloc(nz), *q = z;
+	*q++ = 0x78, *q++ = 0x01;
+	uint32_t s1 = 1, s2 = 0;
+	for (size_t at = 0; at < nraw; at += 65535) {
+		size_t n = nraw - at < 65535 ? nraw - at : 65535;
+		*q++ = at + n == nraw;
+		*q++ = (unsigned char)n, *q++ = (unsigned char)(n >> 8);
+		*q++ = (unsigned char)~n, *q++ = (unsigned char)(~n >> 8);
+		memcpy(q, raw + at, n);
+		q += n;
+	}
+	for (size_t i = 0; i < nraw; i++)
+		s1 = (s1 + raw[i]) % 65521, s2 = (s2 + s1) % 65521;
+	put32(q, s2 << 16 | s1);
+	unsigned char ihdr[13] = { 0 };
+	put32(ihdr, (uint32_t)w);
+	put32(ihdr + 4, (uint32_t)h);
+	ihdr[8] = 8, ihdr[9] = 2;
+	FILE *fp = fopen(path, "wb");
+	fwrite("\x89PNG\r\n\x1a\n", 1, 8, fp);
+	chunk(fp, "IHDR", ihdr, 13);
+	chunk(fp, "IDAT", z, nz / 2);   /* two IDAT chunks */
+	chunk(fp, "IDAT", z + nz / 2, nz - nz / 2);
+	chunk(fp, "IEND", NULL, 0);
+	fclose(fp);
+	free(raw);
+	free(z);
+}
+
+/* 8-bit RGB PNGs are decoded by crop.c itself (libdeflate), unless they are
+ * interlaced or anything in them is unusual: the crops must be the bytes
+ * that libvips' decoding gives, for every PNG row filter and any square. */
+static void png_decoded_as_libvips_does(void)
+{
+	enum { W = 97, H = 83 };
+	unsigned char *px = malloc(W * H * 3);
+	for (int i = 0; i < W * H * 3; i++)
+		px[i] = (unsigned char)(i % 7 * 30 + i / (W * 3) * 3 + (i * 2654435761u >> 28));
+	VipsImage *im = vips_image_new_from_memory(px, W * H * 3, W, H, 3, VIPS_FORMAT_UCHAR);
+	const char *kind[] = { "filters.png", "none.png", "adam7.png", "plain.tif" };
+	char path[4][128];
+	for (int k = 0; k < 4; k++)
+		snprintf(path[k], sizeof path[k], "%s/%s", tmpdir, kind[k]);
+	png_every_filter(path[0], px, W, H);
+	CHECK(vips_pngsave(im, path[1], "filter", VIPS_FOREIGN_PNG_FILTER_NONE, NULL) == 0);
+	CHECK(vips_pngsave(im, path[2], "interlace", TRUE, NULL) == 0);
+	CHECK(vips_tiffsave(im, path[3], NULL) == 0);
+	g_object_unref(im);
+	/* inside; over each edge; past a corner; around the whole image */
+	p2p_crop_rect sq[] = { { 10, 5, 60 }, { -20, 10, 50 }, { 60, -15, 40 }, { 70, 50, 45 },
+			       { -30, -30, 40 }, { -10, -10, 120 }, { 0, 0, 64 } };
+	for (size_t q = 0; q < sizeof sq / sizeof *sq; q++)
+		for (int pad = P2P_PAD_BLACK; pad <= P2P_PAD_EDGE; pad++) {
+			size_t n[4];
+			unsigned char *jpg[4];
+			for (int k = 0; k < 4; k++)
+				jpg[k] = render_jpeg(path[k], sq[q], 64, pad, &n[k]);
+			for (int k = 1; k < 4; k++)
+				CHECKF(jpg[0] && jpg[k] && n[k] == n[0] && memcmp(jpg[k], jpg[0], n[0]) == 0,
+				       "square %zu, pad %d: %s differs from %s", q, pad, kind[k], kind[0]);
+			for (int k = 0; k < 4; k++)
+				free(jpg[k]);
+		}
+
+	/* A byte of the pixel data changed: its chunk's CRC no longer holds,
+	 * libvips decodes it and finds it corrupt, as before. */
+	free(px);
+	FILE *fp = fopen(path[1], "rb");
+	unsigned char file[65536];
+	size_t got = fread(file, 1, sizeof file, fp);
+	fclose(fp);
+	unsigned char *idat = memmem(file, got, "IDAT", 4);
+	CHECK(idat != NULL);
+	if (idat) {
+		idat[40] ^= 0x55;
+		char bad[160];
+		snprintf(bad, sizeof bad, "%s/flipped.png", tmpdir);
+		fp = fopen(bad, "wb");
+		fwrite(file, 1, got, fp);
+		fclose(fp);
+		size_t n;
+		p2p_crop_rect r = { 0, 0, 64 };
+		CHECK(render_jpeg(bad, r, 32, P2P_PAD_BLACK, &n) == NULL);
+		char want[256];
+		snprintf(want, sizeof want, "%s: corrupt or truncated image", bad);
+		CHECKF(strcmp(p2p_errmsg(), want) == 0, "got '%s'", p2p_errmsg());
+	}
+}
+
 static void quiet(const char *domain, GLogLevelFlags level, const char *msg, void *data)
 {
 }
@@ -519,6 +682,7 @@ int main(int argc, char **argv)
 	RUN(render_deterministic);
 	RUN(resample_matches_vips);
 	RUN(render_bad_files);
+	RUN(png_decoded_as_libvips_does);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
