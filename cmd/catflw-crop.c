@@ -23,7 +23,7 @@
 #include <unistd.h>
 #include <vips/vips.h>
 
-static const char usage[] =
+static const char usage_text[] =
 	"Usage: catflw-crop -o DIR [-s SIZE] [--expand F] [--min-coverage F] [--max-grow F]\n"
 	"                   [--pad black|edge] [--quality Q] [--shard I/N] [-j THREADS]\n"
 	"                   [--strict] [--quiet|--progress] CATFLW_ROOT | LABEL.json | IMAGE.cat | - ...\n"
@@ -43,6 +43,11 @@ static const char usage[] =
 	"  -h, --help            this help;  --version  the version\n"
 	"Operand - reads label paths from standard input, one per line.\n";
 
+static void usage(void)
+{
+	fputs(usage_text, stdout);
+}
+
 typedef struct {
 	const char *out;
 	int size;
@@ -58,7 +63,7 @@ typedef struct {
 } options;
 
 enum { OPT_EXPAND = 256, OPT_MIN_COVERAGE, OPT_MAX_GROW, OPT_PAD, OPT_QUALITY, OPT_SHARD,
-       OPT_STRICT, OPT_QUIET, OPT_PROGRESS, OPT_VERSION };
+       OPT_STRICT, OPT_QUIET, OPT_PROGRESS };
 
 static void parse_options(int argc, char **argv, options *o)
 {
@@ -76,7 +81,7 @@ static void parse_options(int argc, char **argv, options *o)
 		{ "quiet", no_argument, NULL, OPT_QUIET },
 		{ "progress", no_argument, NULL, OPT_PROGRESS },
 		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "version", no_argument, NULL, P2P_OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
 	};
 	p2p_crop_opts defaults = P2P_CROP_DEFAULTS;
@@ -105,10 +110,7 @@ static void parse_options(int argc, char **argv, options *o)
 		case OPT_STRICT: o->strict = 1; break;
 		case OPT_QUIET: quiet = 1; break;
 		case OPT_PROGRESS: progress = 1; break;
-		case 'h': fputs(usage, stdout); exit(0);
-		case OPT_VERSION: printf("catflw-crop p2pcat %s\n", P2P_VERSION); exit(0);
-		case ':': p2p_usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: p2p_usage_error("unknown option '%s'", argv[optind - 1]);
+		default: p2p_opt_other(c, argv, usage);
 		}
 	}
 	if (quiet && progress)

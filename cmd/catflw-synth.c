@@ -1379,7 +1379,7 @@ static void usage(void)
 
 static void parse(int argc, char **argv, options *o)
 {
-	enum { OPT_SEED = 256, OPT_SHARD, OPT_PROGRESS, OPT_VERSION };
+	enum { OPT_SEED = 256, OPT_SHARD, OPT_PROGRESS };
 	static const struct option longs[] = {
 		{ "output", required_argument, 0, 'o' },
 		{ "count", required_argument, 0, 'n' },
@@ -1390,7 +1390,7 @@ static void parse(int argc, char **argv, options *o)
 		{ "progress", no_argument, 0, OPT_PROGRESS },
 		{ "quiet", no_argument, 0, 'q' },
 		{ "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, OPT_VERSION },
+		{ "version", no_argument, 0, P2P_OPT_VERSION },
 		{ 0, 0, 0, 0 },
 	};
 	*o = (options){ .count = 100, .size = 512, .seed = 1, .progress = -1 };
@@ -1409,13 +1409,7 @@ static void parse(int argc, char **argv, options *o)
 		case OPT_SHARD: p2p_opt_shard(optarg, &o->shard, &o->nshards); break;
 		case OPT_PROGRESS: o->progress = 1; break;
 		case 'q': o->progress = 0; o->quiet = 1; break;
-		case 'h': usage(); exit(0);
-		case OPT_VERSION: printf("%s p2pcat %s\n", p2p_prog, P2P_VERSION); exit(0);
-		case ':': p2p_usage_error("%s: needs a value", argv[optind - 1]);
-		default:
-			if (optopt)
-				p2p_usage_error("unknown option '-%c'", optopt);
-			p2p_usage_error("unknown option '%s'", argv[optind - 1]);
+		default: p2p_opt_other(c, argv, usage);
 		}
 	}
 	if (optind < argc)

@@ -108,7 +108,7 @@ static void parse_size(const char *s, options *o)
 
 static void parse_args(int argc, char **argv, options *o)
 {
-	enum { O_SIZE = 256, O_SHARD, O_STRICT, O_PROGRESS, O_QUIET, O_VERSION };
+	enum { O_SIZE = 256, O_SHARD, O_STRICT, O_PROGRESS, O_QUIET };
 	static const struct option longs[] = {
 		{ "output", required_argument, 0, 'o' },
 		{ "sigma", required_argument, 0, 's' },
@@ -119,7 +119,7 @@ static void parse_args(int argc, char **argv, options *o)
 		{ "progress", no_argument, 0, O_PROGRESS },
 		{ "quiet", no_argument, 0, O_QUIET },
 		{ "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, O_VERSION },
+		{ "version", no_argument, 0, P2P_OPT_VERSION },
 		{ 0, 0, 0, 0 }
 	};
 	memset(o, 0, sizeof *o);
@@ -138,10 +138,7 @@ static void parse_args(int argc, char **argv, options *o)
 		case O_STRICT: o->strict = 1; break;
 		case O_PROGRESS: o->progress = 1; break;
 		case O_QUIET: o->progress = 0; break;
-		case 'h': usage(); exit(0);
-		case O_VERSION: printf("%s p2pcat %s\n", p2p_prog, P2P_VERSION); exit(0);
-		case ':': p2p_usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: p2p_usage_error("unknown option '%s'", argv[optind - 1]);
+		default: p2p_opt_other(c, argv, usage);
 		}
 	}
 	if (!o->outdir || !*o->outdir)

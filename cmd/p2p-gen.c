@@ -84,7 +84,7 @@ static int has_image_ext(const char *s)
 static void parse_args(int argc, char **argv, options *o)
 {
 	enum { O_STOCH = 256, O_SEED, O_GRID, O_DEVICE, O_SHARD, O_STRICT, O_PROGRESS,
-	       O_QUIET, O_VERSION, O_NOTF32, O_BENCH };
+	       O_QUIET, O_NOTF32, O_BENCH };
 	static const struct option longs[] = {
 		{ "model", required_argument, 0, 'm' },
 		{ "out", required_argument, 0, 'o' },
@@ -100,7 +100,7 @@ static void parse_args(int argc, char **argv, options *o)
 		{ "progress", no_argument, 0, O_PROGRESS },
 		{ "quiet", no_argument, 0, O_QUIET },
 		{ "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, O_VERSION },
+		{ "version", no_argument, 0, P2P_OPT_VERSION },
 		{ "bench", no_argument, 0, O_BENCH },
 		{ 0, 0, 0, 0 }
 	};
@@ -138,10 +138,7 @@ static void parse_args(int argc, char **argv, options *o)
 		case O_PROGRESS: o->progress = 1; break;
 		case O_QUIET: o->progress = 0; break;
 		case O_BENCH: o->bench = 1; break;
-		case 'h': usage(); exit(0);
-		case O_VERSION: printf("%s p2pcat %s\n", p2p_prog, P2P_VERSION); exit(0);
-		case ':': p2p_usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: p2p_usage_error("unknown option '%s'", argv[optind - 1]);
+		default: p2p_opt_other(c, argv, usage);
 		}
 	}
 	if (!o->model || !*o->model)

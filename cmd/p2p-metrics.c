@@ -17,7 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char usage[] =
+static const char usage_text[] =
 	"Usage: p2p-metrics [--per-image] [--strict] [--progress | --quiet] PRED_DIR TRUTH_DIR\n"
 	"Score the images in PRED_DIR against those of the same file stem in\n"
 	"TRUTH_DIR: L1 (on [-1, 1]), PSNR (dB, capped at 100) and SSIM, each per\n"
@@ -28,6 +28,11 @@ static const char usage[] =
 	"  --quiet       no progress bar\n"
 	"  -h, --help    this help\n"
 	"  --version     print the version\n";
+
+static void usage(void)
+{
+	fputs(usage_text, stdout);
+}
 
 struct opts {
 	int per_image;
@@ -53,31 +58,26 @@ struct pair {
 
 static void parse(int argc, char **argv, struct opts *o)
 {
-	enum { OPT_VERSION = 256, OPT_PROGRESS, OPT_QUIET, OPT_PER_IMAGE, OPT_STRICT };
+	enum { OPT_PROGRESS = 256, OPT_QUIET, OPT_PER_IMAGE, OPT_STRICT };
 	static const struct option longs[] = {
 		{"per-image", no_argument, NULL, OPT_PER_IMAGE},
 		{"strict", no_argument, NULL, OPT_STRICT},
 		{"progress", no_argument, NULL, OPT_PROGRESS},
 		{"quiet", no_argument, NULL, OPT_QUIET},
 		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, OPT_VERSION},
+		{"version", no_argument, NULL, P2P_OPT_VERSION},
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct opts){.progress = -1};
 	int c;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
 		switch (c) {
 		case OPT_PER_IMAGE: o->per_image = 1; break;
 		case OPT_STRICT: o->strict = 1; break;
 		case OPT_PROGRESS: o->progress = 1; break;
 		case OPT_QUIET: o->progress = 0; break;
-		case 'h': fputs(usage, stdout); exit(0);
-		case OPT_VERSION: printf("p2p-metrics p2pcat %s\n", P2P_VERSION); exit(0);
-		default:
-			if (optopt && optopt < 256)
-				p2p_usage_error("unknown option '-%c'", optopt);
-			p2p_usage_error("unknown option '%s'", argv[optind - 1]);
+		default: p2p_opt_other(c, argv, usage);
 		}
 	}
 	if (argc - optind != 2)

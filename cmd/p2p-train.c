@@ -69,6 +69,11 @@ static const char usage_text[] =
 	"  --quiet, --progress  no messages / force the progress bar\n"
 	"  -h, --help, --version\n";
 
+static void usage(void)
+{
+	fputs(usage_text, stdout);
+}
+
 /* ---- options ---- */
 
 typedef struct {
@@ -86,7 +91,7 @@ typedef struct {
 enum {
 	O_DATA = 256, O_OUT, O_EPOCHS, O_BATCH, O_L1, O_PERC, O_VGG, O_LR, O_LRD, O_B1, O_B2,
 	O_T0, O_TMULT, O_NGF, O_NDF, O_SAMPLE, O_CKPT, O_DEVICE, O_THREADS, O_SEED,
-	O_NORESUME, O_MAXSTEPS, O_QUIET, O_PROGRESS, O_VERSION, O_NOTF32, O_BENCH
+	O_NORESUME, O_MAXSTEPS, O_QUIET, O_PROGRESS, O_NOTF32, O_BENCH
 };
 
 static void parse_opts(int argc, char **argv, opts *o)
@@ -106,7 +111,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 		{ "seed", required_argument, 0, O_SEED }, { "no-resume", no_argument, 0, O_NORESUME },
 		{ "max-steps", required_argument, 0, O_MAXSTEPS }, { "quiet", no_argument, 0, O_QUIET },
 		{ "progress", no_argument, 0, O_PROGRESS }, { "help", no_argument, 0, 'h' },
-		{ "version", no_argument, 0, O_VERSION }, { "bench", no_argument, 0, O_BENCH },
+		{ "version", no_argument, 0, P2P_OPT_VERSION }, { "bench", no_argument, 0, O_BENCH },
 		{ 0, 0, 0, 0 }
 	};
 	*o = (opts){ .device = "cpu", .epochs = 100, .batch = 24, .t0 = 50, .tmult = 2,
@@ -116,7 +121,6 @@ static void parse_opts(int argc, char **argv, opts *o)
 	int c;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
-		const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
 		switch (c) {
 		case O_DATA: o->data = optarg; break;
 		case O_OUT: o->out = optarg; break;
@@ -148,13 +152,7 @@ static void parse_opts(int argc, char **argv, opts *o)
 		case O_QUIET: o->progress = 0; break;
 		case O_PROGRESS: o->progress = 1; break;
 		case O_BENCH: o->bench = 1; break;
-		case 'h': fputs(usage_text, stdout); p2p_close_stdout(); exit(0);
-		case O_VERSION: printf("p2p-train p2pcat %s\n", P2P_VERSION); p2p_close_stdout(); exit(0);
-		case ':': p2p_usage_error("%s: needs a value", name);
-		default:
-			if (optopt && optopt < 256)
-				p2p_usage_error("unknown option '-%c'", optopt);
-			p2p_usage_error("unknown option '%s'", name);
+		default: p2p_opt_other(c, argv, usage);
 		}
 	}
 	if (optind < argc)

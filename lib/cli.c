@@ -118,6 +118,29 @@ void p2p_shard_default(int *index, int *count)
 	}
 }
 
+void p2p_opt_other(int c, char *const argv[], void (*usage)(void))
+{
+	/* a short option in a bundle (-qx) is named alone; a long one as given */
+	const char *arg = argv[optind - 1];
+	char opt[3] = {'-', (char)optopt, 0};
+	if (optopt > 0 && optopt < 128 && !(arg[0] == '-' && arg[1] == '-'))
+		arg = opt;
+	switch (c) {
+	case 'h':
+		usage();
+		p2p_close_stdout();
+		exit(0);
+	case P2P_OPT_VERSION:
+		printf("%s p2pcat %s\n", p2p_prog, P2P_VERSION);
+		p2p_close_stdout();
+		exit(0);
+	case ':':
+		p2p_usage_error("option '%s' needs a value", arg);
+	default:
+		p2p_usage_error("unknown option '%s'", arg);
+	}
+}
+
 int p2p_want_progress(int flag)
 {
 	return flag >= 0 ? flag : isatty(STDERR_FILENO);

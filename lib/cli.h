@@ -30,6 +30,15 @@ double p2p_opt_double(const char *opt, const char *s, double lo, double hi);
 void p2p_opt_shard(const char *s, int *index, int *count);
 void p2p_shard_default(int *index, int *count);
 
+/* getopt_long's code for --version, the same in every program and above
+ * any program's own codes. */
+#define P2P_OPT_VERSION 0x1000
+/* The cases every option loop ends with, for any c the program's own cases
+ * do not take: -h/--help (usage() on stdout, exit 0), --version (exit 0), a
+ * missing value or an unknown option (usage errors, exit 2). The loop's
+ * optstring must begin with ':'. */
+_Noreturn void p2p_opt_other(int c, char *const argv[], void (*usage)(void));
+
 /* Progress display wanted? -1 = auto (stderr is a TTY), 0 = --quiet, 1 = --progress. */
 int p2p_want_progress(int flag);
 

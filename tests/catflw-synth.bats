@@ -134,7 +134,7 @@ Try 'catflw-synth --help' for more information." ]
 	run -2 --separate-stderr catflw-synth -o out -x
 	[ "${stderr%%$'\n'*}" = "catflw-synth: unknown option '-x'" ]
 	run -2 --separate-stderr catflw-synth -o
-	[ "${stderr%%$'\n'*}" = "catflw-synth: -o: needs a value" ]
+	[ "${stderr%%$'\n'*}" = "catflw-synth: option '-o' needs a value" ]
 	run -2 --separate-stderr catflw-synth -o out extra
 	[ "${stderr%%$'\n'*}" = "catflw-synth: unexpected argument 'extra'" ]
 	run -2 --separate-stderr catflw-synth -o out --shard 2/2
