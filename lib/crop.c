@@ -1,4 +1,5 @@
 #include "crop.h"
+#include "image.h"
 #include "err.h"
 
 #include <dlfcn.h>
@@ -342,6 +343,8 @@ p2p_crop_src *p2p_crop_open(const char *path, int *w, int *h)
 		p2p_err("%s: not a PNG, JPEG, WebP or TIFF image", path);
 		goto fail;
 	}
+	if (p2p_png_check(file, n, path))
+		goto fail;
 	if (load(file, n, &s->im, "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_ERROR, NULL)) {
 		vips_error_clear();
 		s->im = NULL;
@@ -558,7 +561,11 @@ WIDE static void pass_down(unsigned char *const *src, const axis *a, int out, sc
 
 /* The 8 x 8 block at src (rows stride floats apart) turned into dst (8
  * rows of 8 floats): unpack pairs, then quads, then halves. */
+#if defined(__clang__)        /* the same indices into a then b */
+#define SH(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
 #define SH(a, b, ...) __builtin_shuffle(a, b, (v8i){ __VA_ARGS__ })
+#endif
 #define TRANSPOSE8(src, stride, dst) do { \
 	const float *s_ = (src); \
 	size_t n_ = (stride); \

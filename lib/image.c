@@ -2,6 +2,8 @@
 #include "atomic.h"
 #include "err.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -89,9 +91,70 @@ out:
 	return rc;
 }
 
+static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+/* Walk the chunks of a PNG of n bytes (signature already seen): head(at)
+ * gives the 8 bytes of length and type at offset at, or -1. */
+static int png_walk(size_t n, int (*head)(void *ctx, size_t at, unsigned char h[8]), void *ctx,
+                    const char *name)
+{
+	unsigned char h[8];
+	for (size_t at = 8; at + 12 <= n; ) {
+		if (head(ctx, at, h))
+			return p2p_err("%s: cannot read its chunks", name);
+		uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+		if (len > n - at - 12)
+			return p2p_err("%s: corrupt PNG: a %.4s chunk claims %lu bytes, %zu are left",
+			               name, (h[4] >= 'A' && h[4] <= 'z' && h[5] >= 'A' && h[5] <= 'z' &&
+			                      h[6] >= 'A' && h[6] <= 'z' && h[7] >= 'A' && h[7] <= 'z')
+			                         ? (const char *)h + 4 : "????",
+			               (unsigned long)len, n - at - 12);
+		if (memcmp(h + 4, "IEND", 4) == 0)
+			break;
+		at += 12 + (size_t)len;
+	}
+	return 0;
+}
+
+static int mem_head(void *ctx, size_t at, unsigned char h[8])
+{
+	memcpy(h, (const unsigned char *)ctx + at, 8);
+	return 0;
+}
+
+int p2p_png_check(const unsigned char *b, size_t n, const char *name)
+{
+	if (n < 8 || memcmp(b, png_sig, 8) != 0)
+		return 0;
+	return png_walk(n, mem_head, (void *)b, name);
+}
+
+static int file_head(void *ctx, size_t at, unsigned char h[8])
+{
+	FILE *f = ctx;
+	return fseeko(f, (off_t)at, SEEK_SET) != 0 || fread(h, 1, 8, f) != 8 ? -1 : 0;
+}
+
+int p2p_png_check_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;       /* the loader says why */
+	unsigned char sig[8];
+	int rc = 0;
+	if (fread(sig, 1, 8, f) == 8 && memcmp(sig, png_sig, 8) == 0 && fseeko(f, 0, SEEK_END) == 0) {
+		off_t n = ftello(f);
+		rc = n < 0 ? 0 : png_walk((size_t)n, file_head, f, path);
+	}
+	fclose(f);
+	return rc;
+}
+
 int p2p_image_load(const char *path, int c, p2p_image *img)
 {
 	memset(img, 0, sizeof *img);
+	if (p2p_png_check_file(path))
+		return -1;
 	char why[256];
 	VipsImage *in = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL,
 		"fail_on", VIPS_FAIL_ON_ERROR, NULL);
@@ -107,6 +170,8 @@ int p2p_image_load(const char *path, int c, p2p_image *img)
 int p2p_image_load_mem(const void *buf, size_t n, const char *name, int c, p2p_image *img)
 {
 	memset(img, 0, sizeof *img);
+	if (p2p_png_check(buf, n, name))
+		return -1;
 	char why[256];
 	VipsImage *in = vips_image_new_from_buffer(buf, n, "", "access", VIPS_ACCESS_SEQUENTIAL,
 		"fail_on", VIPS_FAIL_ON_ERROR, NULL);

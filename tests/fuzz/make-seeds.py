@@ -5,6 +5,7 @@ the readers expect. Run from anywhere; the output is deterministic."""
 import json
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -102,3 +103,35 @@ ckpt.update({"d_arch": "patchgan", "d_size": "32", "d_in_ch": "4", "ndf": "4", "
 put("safetensors", "checkpoint.safetensors", st([("G.down.0.weight", (1,), [1.0])], ckpt))
 put("safetensors", "gap.safetensors",
     st([("a", (1,), [1.0])])[:-4] + b"\x00\x00\x80\x3f\x00\x00\x00\x00")
+
+
+# ---- images for the crop path: 8-bit RGB PNGs (decoded by lib/crop.c) and
+# others (libvips) ----
+def chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png(w, h, colour=2, depth=8, interlace=0, filters=(0, 1, 2, 3, 4), split=1, extra=b""):
+    ch = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
+    rows = []
+    for y in range(h):
+        f = filters[y % len(filters)]
+        rows.append(bytes([f]) + bytes((x * 37 + y * 11 + c * 71) & 255
+                                       for x in range(w) for c in range(ch)))
+    z = zlib.compress(b"".join(rows), 6)
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, interlace)
+    k = (len(z) + split - 1) // split
+    idats = b"".join(chunk(b"IDAT", z[i:i + k]) for i in range(0, len(z), k))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra + idats + chunk(b"IEND", b"")
+
+
+put("png", "rgb8-filters.png", png(9, 7))
+put("png", "rgb8-split-idat.png", png(12, 5, split=3, extra=chunk(b"tEXt", b"k\x00v")))
+put("png", "rgb8-1x1.png", png(1, 1, filters=(4,)))
+put("png", "grey8.png", png(8, 6, colour=0))
+put("png", "rgba8.png", png(8, 6, colour=6))
+put("png", "rgb8-bad-filter.png", png(6, 4, filters=(0, 5)))
+put("png", "rgb8-truncated.png", png(10, 8)[:-30])
+bad = bytearray(png(7, 7))
+bad[-20] ^= 0xff
+put("png", "rgb8-bad-crc.png", bytes(bad))

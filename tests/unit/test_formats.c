@@ -1,6 +1,7 @@
 /* lib/ basics: rng, atomic files, .npy, JSON Lines, images. */
 #include "check.h"
 #include "atomic.h"
+#include "crop.h"
 #include "err.h"
 #include "image.h"
 #include "jsonl.h"
@@ -10,6 +11,7 @@
 #include <vips/vips.h>
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -298,6 +300,50 @@ static void image_round_trip_and_resize(void)
 	CHECK(p2p_image_load(tmp("none.png"), 3, &b) == -1);
 }
 
+/* 60 bytes whose second chunk claims 1.5 GB (0x5b000003): libpng would
+ * allocate that before reading it. Every loader refuses it from the chunk
+ * lengths, naming the file, and the process does not grow. */
+static const unsigned char claims_gb[60] = {
+	0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d,
+	0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x05,
+	0x08, 0x02, 0x00, 0x00, 0x00, 0xfe, 0x18, 0x9a, 0x78, 0x5b, 0x00, 0x00,
+	0x03, 0x74, 0x45, 0x58, 0x74, 0x6b, 0x00, 0x49, 0x44, 0x41, 0x54, 0x78,
+	0x9c, 0x21, 0x68, 0xff, 0x46, 0x8d, 0xff, 0x81, 0xff, 0xff, 0xff, 0xff,
+};
+
+static long max_rss_kib(void)
+{
+	struct rusage u;
+	getrusage(RUSAGE_SELF, &u);
+	return u.ru_maxrss;
+}
+
+static void png_chunk_lengths_are_checked(void)
+{
+	const char *f = tmp("gb.png");
+	CHECK(p2p_write_file(f, claims_gb, sizeof claims_gb) == 0);
+	long before = max_rss_kib();
+	p2p_image img;
+	CHECK(p2p_png_check(claims_gb, sizeof claims_gb, "mem.png") == -1);
+	CHECKF(strstr(p2p_errmsg(), "mem.png: corrupt PNG: a tEXt chunk claims 1526726659 bytes"),
+	       "%s", p2p_errmsg());
+	CHECK(p2p_png_check_file(f) == -1);
+	CHECK(strncmp(p2p_errmsg(), f, strlen(f)) == 0);
+	CHECK(p2p_image_load(f, 3, &img) == -1 && !img.px);
+	CHECK(p2p_image_load_mem(claims_gb, sizeof claims_gb, "mem.png", 3, &img) == -1);
+	int w, h;
+	CHECK(p2p_crop_open(f, &w, &h) == NULL);
+	CHECK(strncmp(p2p_errmsg(), f, strlen(f)) == 0);
+	long grew = max_rss_kib() - before;
+	CHECKF(grew < 100 * 1024, "grew by %ld KiB", grew);
+	/* a whole PNG and what is not a PNG pass */
+	CHECK(p2p_image_alloc(&img, 5, 4, 3) == 0);
+	CHECK(p2p_image_save(tmp("ok.png"), &img, 0) == 0);
+	p2p_image_free(&img);
+	CHECK(p2p_png_check_file(tmp("ok.png")) == 0);
+	CHECK(p2p_png_check((const unsigned char *)"GIF89a..", 8, "x") == 0);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof dir, "%s/p2p-formats-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -312,6 +358,7 @@ int main(void)
 	RUN(jsonl_reads_and_reports_lines);
 	RUN(jsonl_rejects_what_is_not_one_object);
 	RUN(image_round_trip_and_resize);
+	RUN(png_chunk_lengths_are_checked);
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
