@@ -5,6 +5,8 @@
  * paddings) to a JPEG, or fails with one line naming the file; never a
  * crash, a read out of bounds or an allocation the file's size does not
  * bound. */
+#include <vips/vips.h>
+
 #include "crop.h"
 #include "fuzz.h"
 #include "image.h"
@@ -17,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static int started;
 	if (!started) {
 		FUZZ_ASSERT(p2p_image_init("fuzz") == 0);
+		atexit(vips_shutdown);  /* its worker threads end with the process */
 		started = 1;
 	}
 	char path[64];
