@@ -23,9 +23,10 @@ int p2p_image_resize(const p2p_image *src, int w, int h, p2p_image *dst);
 int p2p_image_alloc(p2p_image *img, int w, int h, int c);   /* zeroed */
 /* A PNG's chunk lengths against its size, before libvips sees it: libpng
  * allocates what a chunk claims before reading it, so 60 bytes that claim a
- * 1.5 GB text chunk cost 1.5 GB. -1 + p2p_err naming name when a chunk runs
- * past the end of the n bytes; 0 when all fit, or when b is not a PNG. The
- * loaders above check; p2p_png_check_file is the same for a file. */
+ * 1.5 GB text chunk cost 1.5 GB. -1 + p2p_err naming name when a chunk
+ * other than IDAT (read in pieces) runs past the end of the n bytes; 0
+ * otherwise, or when b is not a PNG. The loaders above check;
+ * p2p_png_check_file is the same for a file. */
 int p2p_png_check(const unsigned char *b, size_t n, const char *name);
 int p2p_png_check_file(const char *path);
 void p2p_image_free(p2p_image *img);
