@@ -77,9 +77,10 @@ endif
 
 # Everything built depends on the flags it was built with: $B/.flags holds
 # them and changes only when they do, so that CUDA=0, CFLAGS=... and the like
-# on an existing build folder rebuild what they affect and nothing else.
+# on an existing build folder rebuild what they affect and nothing else
+# (make -n and make clean leave it as it is).
 FLAGS_NOW := $(CC) $(CPPFLAGS) $(P2P_CFLAGS) $(CFLAGS) $(LDFLAGS) $(P2P_LIBS) $(NVCC) $(NVFLAGS)
-ifeq ($(filter clean,$(MAKECMDGOALS)),)
+ifeq ($(filter clean,$(MAKECMDGOALS))$(findstring n,$(firstword -$(MAKEFLAGS))),)
 $(shell mkdir -p $B && { [ "$$(cat $B/.flags 2>/dev/null)" = '$(FLAGS_NOW)' ] || \
     printf '%s\n' '$(FLAGS_NOW)' >$B/.flags; })
 endif
