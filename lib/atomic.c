@@ -6,8 +6,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 int p2p_afile_open(p2p_afile *f, const char *path)
@@ -34,6 +36,7 @@ int p2p_afile_open(p2p_afile *f, const char *path)
 		return -1;
 	}
 	fchmod(fd, 0644);
+	flock(fd, LOCK_EX | LOCK_NB);   /* ours while we live: see p2p_afile_sweep_orphans */
 	f->fp = fdopen(fd, "wb");
 	if (!f->fp) {
 		p2p_err_errno("%s: cannot open", path);
@@ -146,6 +149,7 @@ int p2p_pending_write(p2p_pending *p, const char *path, const void *buf, size_t 
 		return -1;
 	}
 	fchmod(p->fd, 0644);
+	flock(p->fd, LOCK_EX | LOCK_NB);
 	for (size_t off = 0; off < n;) {
 		ssize_t put = write(p->fd, (const char *)buf + off, n - off);
 		if (put < 0 && errno == EINTR)
@@ -321,6 +325,32 @@ int p2p_afile_sweep(const char *dir)
 		if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path &&
 		    unlink(path) == 0)
 			gone++;
+	}
+	closedir(d);
+	return gone;
+}
+
+int p2p_afile_sweep_orphans(const char *dir, int min_age)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int gone = 0;
+	time_t now = time(NULL);
+	for (struct dirent *e; (e = readdir(d));) {
+		char path[4096];
+		if (!is_temp_name(e->d_name) ||
+		    snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
+			continue;
+		int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0)
+			continue;
+		/* a live writer holds its lock; one that died let it go */
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime >= min_age &&
+		    flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0)
+			gone++;
+		close(fd);
 	}
 	closedir(d);
 	return gone;

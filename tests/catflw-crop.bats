@@ -325,4 +325,18 @@ pixel() { vips getpoint "$1" "$2" "$3" | awk '{ printf "%d", $1 }'; }
 	sed '$d' cut.jsonl | sed -E 's/.*"image":"([^"]*)".*/\1/' | while read -r f; do [ -f "$f" ]; done
 	# nothing else but the hidden temp files of the group it was writing
 	[ -z "$(ls -A cut | grep -v -E '^[0-9_]+\.jpg$|^\.[0-9_]+\.jpg\.tmp\.......$')" ]
+	# the next run into the folder sweeps them once they are 10 s old (a
+	# shard at work would hold a lock on its own), and nothing else
+	ls -A cut | grep -q '\.tmp\.' || skip "the kill came between two groups"
+	touch -d '1 minute ago' cut/.*.tmp.*
+	printf 'x' >cut/.live.jpg.tmp.abcdef
+	touch -d '1 minute ago' cut/.live.jpg.tmp.abcdef
+	flock cut/.live.jpg.tmp.abcdef sleep 5 &
+	holder=$!
+	sleep 0.5
+	catflw-crop -o cut --quiet set >/dev/null
+	kill "$holder" 2>/dev/null || true
+	[ "$(ls -A cut | grep -c '\.tmp\.')" -eq 1 ]
+	[ -f cut/.live.jpg.tmp.abcdef ]
+	[ "$(ls cut | wc -l)" -eq "$(ls full | wc -l)" ]
 }
