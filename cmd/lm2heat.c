@@ -235,6 +235,8 @@ static int image_size(const char *path, int *w, int *h)
 	if (header_size(path, w, h)) {
 		if (!vips_started)
 			return NEED_VIPS;
+		if (p2p_png_check_file(path))
+			return -1;
 		VipsImage *im = vips_image_new_from_file(path, NULL);
 		if (!im)
 			return p2p_err("%s: not an image libvips can read", path);

@@ -119,12 +119,16 @@ points() { awk -v n="$1" 'BEGIN { printf "["; for (i = 0; i < n; i++) printf "%s
 
 @test "sizes from PNG and JPEG headers (progressive, after a long APP1 segment), else libvips" {
 	printf '\377\330\377\340junk' >fake.jpg
-	for f in wide150x90.png wide150x90-exif.jpg wide150x90-progressive.jpg fake.jpg cat64x48.jpg wide30x20.webp; do
+	# a PNG whose first chunk claims 1.5 GB: refused from its length
+	printf '\211PNG\r\n\032\n\133\000\000\003tEXtkey\000value' >huge-text.png
+	for f in wide150x90.png wide150x90-exif.jpg wide150x90-progressive.jpg fake.jpg cat64x48.jpg wide30x20.webp \
+	         huge-text.png; do
 		echo "{\"id\":\"${f//./_}\",\"image\":\"$f\",\"points\":[[149,89]]}"
 	done >in.jsonl
 	run -0 --separate-stderr lm2heat -o heat in.jsonl
 	[ "${stderr_lines[0]}" = "lm2heat: in.jsonl:4: fake.jpg: not an image libvips can read" ]
-	[ "${stderr_lines[1]}" = "lm2heat: 5 written, 1 skipped" ]
+	[ "${stderr_lines[1]}" = "lm2heat: in.jsonl:7: huge-text.png: corrupt PNG: a tEXt chunk claims 1526726659 bytes, 5 are left" ]
+	[ "${stderr_lines[2]}" = "lm2heat: 5 written, 2 skipped" ]
 	for f in wide150x90_png wide150x90-exif_jpg wide150x90-progressive_jpg; do
 		[[ $(npy_header heat/$f.npy) == *"'shape': (90, 150)"* ]]
 		[ "$(npy_at heat/$f.npy 89 149 150)" = 255 ]
