@@ -606,7 +606,7 @@ int main(int argc, char **argv)
 	if (p2p_mkdirs(o.out))
 		p2p_die_lib();
 	/* the temp files of a run that was killed; not those of shards at work */
-	p2p_afile_sweep_orphans(o.out, 10);
+	p2p_afile_sweep_orphans(o.out);
 	/* A reader that goes away (| head) must not kill us halfway through
 	 * the temp files of other samples: a failed write stops us instead. */
 	signal(SIGPIPE, SIG_IGN);

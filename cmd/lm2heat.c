@@ -456,7 +456,7 @@ int main(int argc, char **argv)
 		p2p_die_lib();
 	/* the temp files of a run that was killed; not those of shards at work */
 	if (!o.to_stdout)
-		p2p_afile_sweep_orphans(o.outdir, 10);
+		p2p_afile_sweep_orphans(o.outdir);
 	p2p_jsonl r;
 	if (p2p_jsonl_open(&r, o.input))
 		p2p_die_lib();

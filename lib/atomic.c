@@ -312,25 +312,27 @@ static int is_temp_name(const char *n)
 	return n[0] == '.' && len > 12 && memcmp(n + len - 11, ".tmp.", 5) == 0;
 }
 
-int p2p_afile_sweep(const char *dir)
+/* Temp files at least SWEEP_AGE seconds old are a shard's to sweep: that
+ * covers the moment between a writer creating one and locking it. */
+#define SWEEP_AGE 10
+
+/* path's writer is gone: its lock is free (a live writer holds it until it
+ * commits or dies) and the file is at least SWEEP_AGE seconds old. */
+static int orphan(const char *path, time_t now)
 {
-	DIR *d = opendir(dir);
-	if (!d)
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
 		return 0;
-	int gone = 0;
-	for (struct dirent *e; (e = readdir(d));) {
-		if (!is_temp_name(e->d_name))
-			continue;
-		char path[4096];
-		if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path &&
-		    unlink(path) == 0)
-			gone++;
-	}
-	closedir(d);
+	struct stat st;
+	int gone = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime >= SWEEP_AGE &&
+	           flock(fd, LOCK_EX | LOCK_NB) == 0;
+	close(fd);
 	return gone;
 }
 
-int p2p_afile_sweep_orphans(const char *dir, int min_age)
+/* Remove dir's temp files: all of them, or with orphans_only those whose
+ * writer is gone. */
+static int sweep(const char *dir, int orphans_only)
 {
 	DIR *d = opendir(dir);
 	if (!d)
@@ -339,19 +341,21 @@ int p2p_afile_sweep_orphans(const char *dir, int min_age)
 	time_t now = time(NULL);
 	for (struct dirent *e; (e = readdir(d));) {
 		char path[4096];
-		if (!is_temp_name(e->d_name) ||
-		    snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
-			continue;
-		int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		struct stat st;
-		if (fd < 0)
-			continue;
-		/* a live writer holds its lock; one that died let it go */
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && now - st.st_mtime >= min_age &&
-		    flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0)
+		if (is_temp_name(e->d_name) &&
+		    snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path &&
+		    (!orphans_only || orphan(path, now)) && unlink(path) == 0)
 			gone++;
-		close(fd);
 	}
 	closedir(d);
 	return gone;
+}
+
+int p2p_afile_sweep(const char *dir)
+{
+	return sweep(dir, 0);
+}
+
+int p2p_afile_sweep_orphans(const char *dir)
+{
+	return sweep(dir, 1);
 }

@@ -51,10 +51,10 @@ int p2p_read_file(const char *path, size_t max, void **buf, size_t *n);
  * (".NAME.tmp.XXXXXX"); a missing folder is fine. Returns how many went. */
 int p2p_afile_sweep(const char *dir);
 /* The same where other writers may be at work in dir (shards of one job):
- * only temp files at least min_age seconds old whose writer is gone (a
- * writer holds a lock on its temp file until it commits or dies; min_age
- * covers the moment between creating one and locking it). */
-int p2p_afile_sweep_orphans(const char *dir, int min_age);
+ * only temp files whose writer is gone (a writer holds a lock on its temp
+ * file until it commits or dies) and that are at least 10 seconds old
+ * (covering the moment between creating one and locking it). */
+int p2p_afile_sweep_orphans(const char *dir);
 /* mkdir -p */
 int p2p_mkdirs(const char *dir);
 
