@@ -93,6 +93,17 @@ out:
 
 static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
+/* A chunk type for a message: its four bytes when they are in 'A'..'z',
+ * else "????" (the walk stops at the first bad length, so the type may be
+ * anything). */
+static const char *chunk_type(const unsigned char *t)
+{
+	for (int i = 0; i < 4; i++)
+		if (t[i] < 'A' || t[i] > 'z')
+			return "????";
+	return (const char *)t;
+}
+
 /* Walk the chunks of a PNG of n bytes (signature already seen): head(at)
  * gives the 8 bytes of length and type at offset at, or -1. */
 static int png_walk(size_t n, int (*head)(void *ctx, size_t at, unsigned char h[8]), void *ctx,
@@ -103,16 +114,15 @@ static int png_walk(size_t n, int (*head)(void *ctx, size_t at, unsigned char h[
 		if (head(ctx, at, h))
 			return p2p_err("%s: cannot read its chunks", name);
 		uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-		/* IDAT is read in pieces, never allocated whole: one cut short
-		 * is a truncated image, for the decoder to report */
-		if (len > n - at - 12 && memcmp(h + 4, "IDAT", 4) == 0)
-			break;
-		if (len > n - at - 12)
+		size_t left = n - at - 12;
+		if (len > left) {
+			/* IDAT is read in pieces, never allocated whole: one cut
+			 * short is a truncated image, for the decoder to report */
+			if (memcmp(h + 4, "IDAT", 4) == 0)
+				break;
 			return p2p_err("%s: corrupt PNG: a %.4s chunk claims %lu bytes, %zu are left",
-			               name, (h[4] >= 'A' && h[4] <= 'z' && h[5] >= 'A' && h[5] <= 'z' &&
-			                      h[6] >= 'A' && h[6] <= 'z' && h[7] >= 'A' && h[7] <= 'z')
-			                         ? (const char *)h + 4 : "????",
-			               (unsigned long)len, n - at - 12);
+			               name, chunk_type(h + 4), (unsigned long)len, left);
+		}
 		if (memcmp(h + 4, "IEND", 4) == 0)
 			break;
 		at += 12 + (size_t)len;
