@@ -9,9 +9,10 @@
  * of im2col, col2im, transposes and bias, robust to a busy machine. Then
  * the layers training runs by Winograd, both ways.
  *
- * Usage: bench/conv [-q] [-g] [-1]
+ * Usage: bench/conv [-q] [-g] [-w] [-1]
  *   -q  batch 1 only, shorter timings
  *   -g  only the whole G forward
+ *   -w  only the layers run by Winograd, both ways
  *   -1  one thread, timed by its CPU clock: ratios that hold on a busy machine
  * Not a test: it prints a table and exits 0. */
 #include <cblas.h>
@@ -204,7 +205,10 @@ static double best_of(const p2p_backend *be, int wino, int dx, const p2p_conv *g
 	for (int reps = 0; reps < 2 || best * reps < min_time; reps++) {
 		double s = now();
 		int rc;
-		if (!dx)
+		if (!dx && g->transposed)
+			rc = wino ? p2p_convt2d_forward_wino(be, g, y, x, u, b, ws, wsn)
+			          : p2p_convt2d_forward(be, g, y, x, w, b, ws, wsn);
+		else if (!dx)
 			rc = wino ? p2p_conv2d_forward_wino(be, g, y, x, u, b, ws, wsn)
 			          : p2p_conv2d_forward(be, g, y, x, w, b, ws, wsn);
 		else if (wino)
@@ -224,21 +228,25 @@ static double best_of(const p2p_backend *be, int wino, int dx, const p2p_conv *g
 static void bench_wino_layer(const p2p_backend *be, const shape *L, double peak)
 {
 	p2p_conv g;
-	p2p_conv2d_init(&g, L->n, L->cin, L->hw, L->hw, L->cout, L->k, L->s, L->p);
+	int tr = L->transposed;
+	(tr ? p2p_convt2d_init : p2p_conv2d_init)(&g, L->n, L->cin, L->hw, L->hw, L->cout, L->k,
+	                                          L->s, L->p);
 	size_t nx = (size_t)g.n * g.cin * g.h * g.w, ny = (size_t)g.n * g.cout * g.oh * g.ow;
-	size_t nw = (size_t)g.cin * g.cout * g.k * g.k, nu = 36 * (size_t)g.cin * g.cout;
+	size_t nw = (size_t)g.cin * g.cout * g.k * g.k, nu = 36 * (size_t)g.cin * g.cout * (tr ? 4 : 1);
 	size_t a = p2p_conv_ws(&g), b = p2p_conv_wino_ws(&g), wsn = a > b ? a : b;
 	float *t[9] = {buf(be, nx, 0.1f), buf(be, ny, 0), buf(be, nx, 0), buf(be, ny, 0.01f),
 	               buf(be, nw, 0.02f), buf(be, nu, 0), buf(be, nu, 0), buf(be, g.cout, 0),
 	               buf(be, wsn, 0)};
-	be->wino_weights(t[4], g.cout, g.cin, g.k, 0, t[5]);
-	be->wino_weights(t[4], g.cout, g.cin, g.k, 1, t[6]);
+	be->wino_weights(t[4], g.cout, g.cin, g.k, tr ? P2P_WINO_UP : P2P_WINO_CONV, t[5]);
+	if (!tr)
+		be->wino_weights(t[4], g.cout, g.cin, g.k, P2P_WINO_GRAD, t[6]);
 	double fl = (double)p2p_conv_flops(&g), tm[4];
-	for (int i = 0; i < 4; i++)
+	int ways = tr ? 2 : 4;          /* the transposed ones: forward only */
+	for (int i = 0; i < ways; i++)
 		tm[i] = best_of(be, i & 1, i >> 1, &g, t, wsn);
-	printf("%-4s %-6s %2d %4d->%-4d %4dx%-4d k%d s%d", L->net, "conv", g.n, g.cin, g.cout, g.h,
-	       g.w, g.k, g.stride);
-	for (int i = 0; i < 4; i++)
+	printf("%-4s %-6s %2d %4d->%-4d %4dx%-4d k%d s%d", L->net, tr ? "convT" : "conv", g.n, g.cin,
+	       g.cout, g.h, g.w, g.k, g.stride);
+	for (int i = 0; i < ways; i++)
 		printf(" %8.2f %6.1f %4.0f%%", tm[i] * 1e3, fl / tm[i] * 1e-9,
 		       100 * fl / tm[i] * 1e-9 / peak);
 	printf("\n");
@@ -394,16 +402,18 @@ static void bench_g_forward(const p2p_backend *cpu, int n)
 
 int main(int argc, char **argv)
 {
-	int quick = 0, gonly = 0, one = 0;
+	int quick = 0, gonly = 0, wonly = 0, one = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-q") == 0)
 			quick = 1;
 		else if (strcmp(argv[i], "-g") == 0)
 			gonly = 1;
+		else if (strcmp(argv[i], "-w") == 0)
+			wonly = 1;
 		else if (strcmp(argv[i], "-1") == 0)
 			one = 1;
 		else {
-			fprintf(stderr, "usage: conv [-q] [-g] [-1]\n");
+			fprintf(stderr, "usage: conv [-q] [-g] [-w] [-1]\n");
 			return 2;
 		}
 	}
@@ -427,7 +437,7 @@ int main(int argc, char **argv)
 	double peak = sgemm_gflops(2048);
 	openblas_set_num_threads(1);
 	printf("sgemm 2048x2048x2048: %.1f GFLOP/s\n\n", peak);
-	if (!gonly)
+	if (!gonly && !wonly)
 		printf("%-4s %-6s %2s %10s %9s %5s %8s %6s %5s %5s %8s %6s %5s %5s\n", "net", "layer",
 		       "n", "channels", "input", "", "fwd ms", "GF/s", "sgemm", "/gemm", "bwd ms", "GF/s",
 		       "sgemm", "/gemm");
@@ -443,7 +453,7 @@ int main(int argc, char **argv)
 	int vc[8] = {3, 64, 64, 128, 128, 256, 256, 256}, vs[7] = {256, 256, 128, 128, 64, 64, 64};
 	for (int i = 0; i < 7; i++)
 		L[nl++] = (shape){"VGG", 0, 1, vc[i], vs[i], vc[i + 1], 3, 1, 1};
-	for (int i = 0; i < nl && !gonly; i++)
+	for (int i = 0; i < nl && !gonly && !wonly; i++)
 		bench_layer(be, &L[i], peak);
 	if (!gonly && be->wino_weights) {
 		printf("\nAs training runs them (Winograd), GF/s by the direct convolution's FLOPs:\n");
@@ -452,13 +462,15 @@ int main(int argc, char **argv)
 		       "wino ms", "GF/s", "sgemm", "dx ms", "GF/s", "sgemm", "wino ms", "GF/s", "sgemm");
 		for (int i = 0; i < nl; i++) {
 			p2p_conv g;
-			p2p_conv2d_init(&g, L[i].n, L[i].cin, L[i].hw, L[i].hw, L[i].cout, L[i].k, L[i].s,
-			                L[i].p);
-			if (!L[i].transposed && L[i].cin > 3 && L[i].cout > 1 && p2p_conv_wino_ok(be, &g))
+			(L[i].transposed ? p2p_convt2d_init : p2p_conv2d_init)(&g, L[i].n, L[i].cin,
+			        L[i].hw, L[i].hw, L[i].cout, L[i].k, L[i].s, L[i].p);
+			if (L[i].cin > 3 && L[i].cout > 3 && p2p_conv_wino_ok(be, &g))
 				bench_wino_layer(be, &L[i], peak);
 		}
 	}
 	printf("\n");
+	if (wonly)
+		return 0;
 	bench_g_forward(be, 1);
 	if (!quick)
 		bench_g_forward(be, 8);

@@ -239,6 +239,7 @@ static p2p_unet *load_generator(const p2p_backend *be, const char *path, int bat
 			goto fail;
 		}
 	be->upload(ps->data, host, ps->total);
+	p2p_unet_weights_fixed(g, 1);
 	goto out;
 fail:
 	p2p_unet_free(g);

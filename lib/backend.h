@@ -28,6 +28,8 @@
 
 typedef struct p2p_backend p2p_backend;
 
+enum { P2P_WINO_CONV, P2P_WINO_GRAD, P2P_WINO_UP };    /* wino_weights' modes */
+
 struct p2p_backend {
 	const char *name;                   /* "cpu", "cuda" */
 
@@ -160,22 +162,33 @@ struct p2p_backend {
 	 * Returns when all are done. The convolutions hand their chunks of rows
 	 * out this way. */
 	void (*parallel)(long n, int slots, void (*fn)(void *ctx, long i, int slot), void *ctx);
-	/* Winograd F(4x4, 3x3) and F(3x3, 4x4) for stride-1 convolutions with
-	 * a k x k kernel, k 3 or 4, pad < k (conv.c): tiles of m x m outputs,
-	 * m = 7 - k, over the output (oh, ow) = (h + 2 pad - k + 1, ...), in
-	 * ceil(oh/m) rows of tw = ceil(ow/m); rows of tiles [t0, t1) of one
-	 * image, T = (t1 - t0) * tw tiles.
-	 * wino_in: x (c, h, w) -> v (36, c, T), each 6x6 input patch (zero
-	 * outside the image) as B^T d B. wino_out: m (36, c, T) -> those rows of
-	 * y (c, oh, ow), each tile A^T m A, plus b[c] (b may be NULL). */
+	/* Winograd F(4x4, 3x3), F(3x3, 4x4) and F(5x5, 2x2) for stride-1
+	 * convolutions with a k x k kernel, k 2, 3 or 4, pad < k (conv.c):
+	 * tiles of m x m outputs, m = 7 - k, over the output (oh, ow) = (h + 2
+	 * pad - k + 1, ...), in ceil(oh/m) rows of tw = ceil(ow/m); rows of
+	 * tiles [t0, t1) of one image, T = (t1 - t0) * tw tiles.
+	 * wino_in: x (c, h, w) -> v (36, c, ld), columns [0, T): each 6x6 input
+	 * patch (zero outside the image) as B^T d B. wino_out: m (36, c, ld),
+	 * columns [0, T) -> those rows of y (c, oh, ow), each tile A^T m A,
+	 * plus b[c] (b may be NULL). ld >= T lets a chunk hold several images.
+	 * wino_out_up: the transposed 4x4 stride-2 pad-1 convolution as four
+	 * 2x2 ones (k 2, pad 1, so oh = h + 1): m (36, 4c, ld), channel
+	 * (py * 2 + px) * c + co, gives y (c, 2h, 2w), y[co][2s - py][2t - px]
+	 * from output (s, t) of phase (py, px). */
 	void (*wino_in)(const float *x, int c, int h, int w, int k, int pad, int t0, int t1,
-	                float *v);
-	void (*wino_out)(const float *m, int c, int oh, int ow, int k, int t0, int t1,
+	                float *v, long ld);
+	void (*wino_out)(const float *m, long ld, int c, int oh, int ow, int k, int t0, int t1,
 	                 const float *b, float *y);
-	/* u (36, cout, cin) from w (cout, cin, k, k): each kernel as G g G^T;
-	 * transposed: u (36, cin, cout), the weights of the input gradient
-	 * (w[co][ci] turned 180 degrees). */
-	void (*wino_weights)(const float *w, int cout, int cin, int k, int transposed, float *u);
+	void (*wino_out_up)(const float *m, long ld, int c, int oh, int ow, int t0, int t1,
+	                    const float *b, float *y);
+	/* The transformed weights, each kernel as G g G^T:
+	 * P2P_WINO_CONV: u (36, cout, cin) from w (cout, cin, k, k);
+	 * P2P_WINO_GRAD: u (36, cin, cout), the weights of the input gradient
+	 *   (w[co][ci] turned 180 degrees);
+	 * P2P_WINO_UP: u (36, 4 cout, cin) from a transposed convolution's w
+	 *   (cin, cout, 4, 4) (k 4): phase (py, px) of output channel co is the
+	 *   2x2 kernel of taps 3 - py - 2 a, 3 - px - 2 b. */
+	void (*wino_weights)(const float *w, int cout, int cin, int k, int mode, float *u);
 };
 
 /* The backends built into this binary. p2p_backend_get("cpu" | "cuda") runs

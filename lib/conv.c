@@ -519,96 +519,159 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
 	return 0;
 }
 
-/* ---- Winograd F(4x4, 3x3) and F(3x3, 4x4): stride 1 ----
+/* ---- Winograd F(4x4, 3x3), F(3x3, 4x4), F(5x5, 2x2): stride 1 ----
  * Each m x m tile of outputs is A^T [ (G g G^T) .* (B^T d B) ] A over a 6x6
- * patch d of the padded input (m = 4 for a 3x3 kernel g, 3 for a 4x4 one):
- * the 36 products, summed over input channels, are 36 independent GEMMs,
- * (cout, cin) x (cin, tiles), with 36 / (m^2 k^2) of the direct
- * convolution's multiplications: 1/4. Images are cut into chunks of tile
- * rows, handed out like the chunks above; each thread's slot holds a
- * chunk's transformed input and products. */
+ * patch d of the padded input (m = 7 - k for a k x k kernel g): the 36
+ * products, summed over input channels, are 36 independent GEMMs, (cout,
+ * cin) x (cin, tiles), with 36 / (m^2 k^2) of the direct convolution's
+ * multiplications: 1/4 for k 3 and 4, 0.36 for k 2.
+ *
+ * A transposed 4x4 stride-2 pad-1 convolution is four 2x2 ones, one per
+ * output phase (py, px), all over the same input padded by 1: phase (py,
+ * px) of output channel co is output channel (py * 2 + px) * cout + co of a
+ * 2x2 convolution with 4 cout outputs, so the four phases share one input
+ * transform and one set of GEMMs, four times as tall, and wino_out_up
+ * interleaves them into y.
+ *
+ * Images are cut into chunks of tile rows, or, where an image has fewer
+ * than WINO_TILES tiles, chunks of whole images side by side in the
+ * GEMMs' columns; they are handed out like the chunks above, and each
+ * thread's slot holds a chunk's transformed input and products. */
 
 #ifndef WINO_TILES
-#define WINO_TILES 128          /* tiles per chunk (whole rows of them) */
+#define WINO_TILES 128          /* tiles per chunk, at least */
 #endif
 #define WINO_SLOTS 4
 
-static int wino_m(const p2p_conv *g) { return 7 - g->k; }
-static int wino_tw(const p2p_conv *g) { return (g->ow + wino_m(g) - 1) / wino_m(g); }
-static int wino_th(const p2p_conv *g) { return (g->oh + wino_m(g) - 1) / wino_m(g); }
+/* The stride-1 convolution that runs: g, or a transposed g's four phases. */
+static p2p_conv wino_geom(const p2p_conv *g)
+{
+	p2p_conv e = *g;
+	if (g->transposed)
+		p2p_conv2d_init(&e, g->n, g->cin, g->h, g->w, 4 * g->cout, 2, 1, 1);
+	return e;
+}
+
+static int wino_m(const p2p_conv *e) { return 7 - e->k; }
+static int wino_tw(const p2p_conv *e) { return (e->ow + wino_m(e) - 1) / wino_m(e); }
+static int wino_th(const p2p_conv *e) { return (e->oh + wino_m(e) - 1) / wino_m(e); }
 
 static int wino_can(const p2p_backend *be, const p2p_conv *g)
 {
-	return be->wino_in && be->wino_out && be->wino_weights && be->gemm_batched && !g->transposed &&
-	       (g->k == 3 || g->k == 4) && g->stride == 1 && g->pad < g->k;
+	if (!be->wino_in || !be->wino_weights || !be->gemm_batched)
+		return 0;
+	if (g->transposed)
+		return be->wino_out_up && g->k == 4 && g->stride == 2 && g->pad == 1;
+	return be->wino_out && (g->k == 3 || g->k == 4) && g->stride == 1 && g->pad < g->k;
 }
 
 /* Below 16 tiles an image, the 36 weight matrices are read for too little
- * work: D's 4x4 layer at 8x8 ran at 0.6 times the direct convolution. */
+ * work: D's 4x4 layer at 8x8 ran at 0.6 times the direct convolution. The
+ * transposed ones, whose weights are 4 times as tall, want 32 tiles over
+ * the batch (U-Net's 1024->256 at 16x16: 0.8 times the direct one alone,
+ * 1.15 times by two) and 16 output channels (at 3, the transforms cost
+ * more than the products save). */
 int p2p_conv_wino_ok(const p2p_backend *be, const p2p_conv *g)
 {
-	return wino_can(be, g) && wino_th(g) * wino_tw(g) >= 16;
+	p2p_conv e = wino_geom(g);
+	long per = (long)wino_th(&e) * wino_tw(&e);
+	if (g->transposed && (g->n * per < 32 || g->cout < 16))
+		return 0;
+	return wino_can(be, g) && per >= 16;
 }
 
 int p2p_conv_wino_input_grad(p2p_conv *t, const p2p_conv *g);
 
-static int wino_rows(const p2p_conv *g)          /* tile rows per chunk */
+/* Tiles a chunk should hold: WINO_TILES, or up to twice that where the
+ * weight matrices are taller (cout rows), since each chunk packs them anew. */
+static int wino_target(const p2p_conv *e)
 {
-	int tw = wino_tw(g), th = wino_th(g);
-	int r = (WINO_TILES + tw - 1) / tw;
-	return r > th ? th : r;
+	int t = e->cout;
+	return t < WINO_TILES ? WINO_TILES : t > 2 * WINO_TILES ? 2 * WINO_TILES : t;
 }
 
-static size_t wino_slot(const p2p_conv *g)
+/* Images per chunk: 1 where an image has a target's worth of tiles, else
+ * the batch in as few equal chunks as hold about a target each. */
+static int wino_imgs(const p2p_conv *e)
 {
-	return 36 * (size_t)(g->cin + g->cout) * wino_rows(g) * wino_tw(g);
+	long per = (long)wino_th(e) * wino_tw(e), want = wino_target(e);
+	if (per >= want)
+		return 1;
+	long chunks = (e->n * per + want - 1) / want;
+	return (int)((e->n + chunks - 1) / chunks);
+}
+
+/* Tile rows per chunk of one image: the rows in as few equal chunks as hold
+ * about a target each. */
+static int wino_rows(const p2p_conv *e)
+{
+	int tw = wino_tw(e), th = wino_th(e), want = wino_target(e);
+	int chunks = (th + (want + tw - 1) / tw - 1) / ((want + tw - 1) / tw);
+	return (th + chunks - 1) / chunks;
+}
+
+static size_t wino_slot(const p2p_conv *e)
+{
+	return 36 * (size_t)(e->cin + e->cout) * wino_imgs(e) * wino_rows(e) * wino_tw(e);
 }
 
 size_t p2p_conv_wino_ws(const p2p_conv *g)
 {
-	p2p_conv t;
-	size_t a = wino_slot(g), b = p2p_conv_wino_input_grad(&t, g) == 0 ? wino_slot(&t) : 0;
+	p2p_conv t, e = wino_geom(g);
+	size_t a = wino_slot(&e);
+	size_t b = !g->transposed && p2p_conv_wino_input_grad(&t, g) == 0 ? wino_slot(&t) : 0;
 	return WINO_SLOTS * (a > b ? a : b);
 }
 
 typedef struct {
 	const p2p_backend *be;
 	const p2p_conv *g;
+	p2p_conv e;
 	float *y, *ws;
 	const float *x, *u, *b;
 	size_t slot_n;
-	int rows, per_image;
+	int rows, imgs, per_image;
 } wino_job;
 
 static void wino_item(void *ctx, long i, int slot)
 {
 	const wino_job *j = ctx;
-	const p2p_conv *g = j->g;
-	int th = wino_th(g), img = (int)(i / j->per_image);
-	int t0 = (int)(i % j->per_image) * j->rows, t1 = t0 + j->rows < th ? t0 + j->rows : th;
-	long T = (long)(t1 - t0) * wino_tw(g);
-	float *v = j->ws + slot * j->slot_n, *m = v + 36L * g->cin * T;
-	j->be->wino_in(j->x + (size_t)img * g->cin * g->h * g->w, g->cin, g->h, g->w, g->k, g->pad,
-	               t0, t1, v);
+	const p2p_conv *e = &j->e, *g = j->g;
+	int th = wino_th(e), tw = wino_tw(e), img, ni, t0, t1;
+	if (j->imgs > 1) {
+		img = (int)i * j->imgs, t0 = 0, t1 = th;
+		ni = e->n - img < j->imgs ? e->n - img : j->imgs;
+	} else {
+		img = (int)(i / j->per_image), ni = 1;
+		t0 = (int)(i % j->per_image) * j->rows, t1 = t0 + j->rows < th ? t0 + j->rows : th;
+	}
+	long tn = (long)(t1 - t0) * tw, T = ni * tn;
+	size_t xs = (size_t)e->cin * e->h * e->w, ys = (size_t)g->cout * g->oh * g->ow;
+	float *v = j->ws + slot * j->slot_n, *m = v + 36L * e->cin * T;
+	for (int s = 0; s < ni; s++)
+		j->be->wino_in(j->x + (img + s) * xs, e->cin, e->h, e->w, e->k, e->pad, t0, t1,
+		               v + s * tn, T);
 	/* m[xi] (cout, T) = u[xi] (cout, cin) * v[xi] (cin, T), for the 36 xi */
-	j->be->gemm_batched(0, 0, g->cout, T, g->cin, 1, j->u, g->cin, (long)g->cout * g->cin,
-	                    v, T, (long)g->cin * T, 0, m, T, (long)g->cout * T, 36);
-	j->be->wino_out(m, g->cout, g->oh, g->ow, g->k, t0, t1, j->b,
-	                j->y + (size_t)img * g->cout * g->oh * g->ow);
+	j->be->gemm_batched(0, 0, e->cout, T, e->cin, 1, j->u, e->cin, (long)e->cout * e->cin,
+	                    v, T, (long)e->cin * T, 0, m, T, (long)e->cout * T, 36);
+	for (int s = 0; s < ni; s++)
+		if (g->transposed)
+			j->be->wino_out_up(m + s * tn, T, g->cout, e->oh, e->ow, t0, t1, j->b,
+			                   j->y + (img + s) * ys);
+		else
+			j->be->wino_out(m + s * tn, T, e->cout, e->oh, e->ow, e->k, t0, t1, j->b,
+			                j->y + (img + s) * ys);
 }
 
-int p2p_conv2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
-                            const float *x, const float *u, const float *b,
-                            float *ws, size_t ws_n)
+static int wino_forward(const p2p_backend *be, const p2p_conv *g, float *y, const float *x,
+                        const float *u, const float *b, float *ws, size_t ws_n)
 {
-	if (!wino_can(be, g))
-		return p2p_err("conv: Winograd needs a stride-1 convolution with a 3x3 or 4x4 kernel "
-		               "and a backend with its transforms");
-	wino_job j = {be, g, y, ws, x, u, b, wino_slot(g), wino_rows(g), 0};
+	wino_job j = {be, g, wino_geom(g), y, ws, x, u, b, 0, 0, 0, 0};
+	j.slot_n = wino_slot(&j.e), j.rows = wino_rows(&j.e), j.imgs = wino_imgs(&j.e);
 	if (ws_n < j.slot_n)
 		return p2p_err("conv: workspace of %zu floats, %zu needed", ws_n, j.slot_n);
-	j.per_image = (wino_th(g) + j.rows - 1) / j.rows;
-	long items = (long)g->n * j.per_image;
+	j.per_image = (wino_th(&j.e) + j.rows - 1) / j.rows;
+	long items = j.imgs > 1 ? (g->n + j.imgs - 1) / j.imgs : (long)g->n * j.per_image;
 	int slots = (int)(ws_n / j.slot_n);
 	if (be->parallel && items > 1)
 		be->parallel(items, slots < MAX_SLOTS ? slots : MAX_SLOTS, wino_item, &j);
@@ -616,6 +679,26 @@ int p2p_conv2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
 		for (long i = 0; i < items; i++)
 			wino_item(&j, i, 0);
 	return 0;
+}
+
+int p2p_conv2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
+                            const float *x, const float *u, const float *b,
+                            float *ws, size_t ws_n)
+{
+	if (g->transposed || !wino_can(be, g))
+		return p2p_err("conv: Winograd needs a stride-1 convolution with a 3x3 or 4x4 kernel "
+		               "and a backend with its transforms");
+	return wino_forward(be, g, y, x, u, b, ws, ws_n);
+}
+
+int p2p_convt2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
+                             const float *x, const float *u, const float *b,
+                             float *ws, size_t ws_n)
+{
+	if (!g->transposed || !wino_can(be, g))
+		return p2p_err("conv: Winograd needs a transposed 4x4 convolution of stride 2 and "
+		               "pad 1 and a backend with its transforms");
+	return wino_forward(be, g, y, x, u, b, ws, ws_n);
 }
 
 int p2p_conv_wino_input_grad(p2p_conv *t, const p2p_conv *g)

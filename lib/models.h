@@ -41,6 +41,10 @@ p2p_unet_cfg p2p_unet_default(int size);
 p2p_unet *p2p_unet_new(const p2p_backend *be, const p2p_unet_cfg *cfg, int batch);
 void p2p_unet_free(p2p_unet *g);
 p2p_params *p2p_unet_params(p2p_unet *g);
+/* fixed 1: the parameters will not change until the next call (generation
+ * from loaded weights), so forwards make the Winograd weights of the up
+ * convolutions once instead of every time; 0 (the default) undoes it. */
+void p2p_unet_weights_fixed(p2p_unet *g, int fixed);
 const p2p_unet_cfg *p2p_unet_config(const p2p_unet *g);
 /* Parameters of cfg (0 on a bad cfg), without building the model. */
 size_t p2p_unet_param_count(const p2p_unet_cfg *cfg);

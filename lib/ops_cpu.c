@@ -509,13 +509,14 @@ static void cpu_col2im_rows(const float *col, int c, int h, int w, int k, int st
 	col2im_run(&(col_args){col, x, 1, c, h, w, k, stride, pad, oh, ow, oy0, oy1});
 }
 
-/* ---- Winograd transforms, F(4x4, 3x3) and F(3x3, 4x4) ----
- * Lavin and Gray's points 0, +-1, +-2 and infinity: both read 6x6 patches
- * of the padded input through the same B^T; a tile holds 4x4 outputs of a
- * 3x3 kernel or 3x3 of a 4x4 one. The 36 products of the transformed patch
- * and weights are independent GEMMs over channels (conv.c). Both transforms
- * are separable and run along a whole row of tiles at once, TB tiles at a
- * time, so their loops vectorise. */
+/* ---- Winograd transforms: F(4x4, 3x3), F(3x3, 4x4), F(5x5, 2x2) ----
+ * Lavin and Gray's points 0, +-1, +-2 and infinity: all three read 6x6
+ * patches of the padded input through the same B^T; a tile holds m x m
+ * outputs of a k x k kernel, m = 7 - k. The 36 products of the transformed
+ * patch and weights are independent GEMMs over channels (conv.c). Both
+ * transforms are separable and run along a whole row of tiles at once, TB
+ * tiles at a time, so their loops vectorise. F(5x5, 2x2) serves the
+ * transposed 4x4 stride-2 convolutions, as four 2x2 kernels (conv.c). */
 
 #define TB 64
 
@@ -552,26 +553,56 @@ typedef struct {
 	float *v;
 	const float *b;
 	int c, h, w, k, pad, oh, ow, t0, t1;
+	long ld;
 } wino_args;
 
-/* Tile rows [t0, t1) of channels [c0, c1) of x (c, h, w) into v (36, c, T),
- * T = (t1 - t0) * tw: element (xi, ci, tile) of the transformed patches.
- * Tiles of m = 7 - k outputs a side over the output (oh, ow); tile (ty, tx)
- * reads rows and columns m ty - pad .. m ty - pad + 5 of x. */
+/* The transforms sweep blocks of tiles: rows of few tiles (13 at 64x64
+ * with m = 5) would leave their vector loops mostly in the scalar
+ * remainder, so a block holds as many whole rows of tiles as fit in TB,
+ * or a piece of TB tiles of one long row. Block: tile rows [ty, ty + r),
+ * tiles [tb, tb + tn) of each, n = r tn, contiguous from tile `first`. */
+typedef struct {
+	int ty, r, tb, tn, n;
+	long first;
+} wino_blk;
+
+static int blk_next(wino_blk *b, int tw, int t0, int t1)
+{
+	if (b->n == 0)                  /* the first */
+		b->ty = t0, b->tb = 0;
+	else if (b->tb + b->tn < tw)
+		b->tb += b->tn;
+	else
+		b->ty += b->r, b->tb = 0;
+	if (b->ty >= t1)
+		return 0;
+	int rows = tw <= TB ? TB / tw : 1;
+	b->r = t1 - b->ty < rows ? t1 - b->ty : rows;
+	b->tn = tw - b->tb < TB ? tw - b->tb : TB;
+	b->n = b->r * b->tn;
+	b->first = (long)(b->ty - t0) * tw + b->tb;
+	return 1;
+}
+
+/* Tile rows [t0, t1) of channels [c0, c1) of x (c, h, w) into v (36, c, ld),
+ * columns [0, T), T = (t1 - t0) * tw: element (xi, ci, tile) of the
+ * transformed patches. Tiles of m = 7 - k outputs a side over the output
+ * (oh, ow); tile (ty, tx) reads rows and columns m ty - pad .. + 5 of x. */
 static void wino_in_range(void *ctx, long c0, long c1)
 {
 	const wino_args *q = ctx;
 	int h = q->h, w = q->w, m = 7 - q->k, tw = (q->ow + m - 1) / m;
-	long T = (long)(q->t1 - q->t0) * tw, cs = (long)q->c * T;
-	float ph[4][TB + 2], hz[6][6][TB];  /* a row's m phases; rows x B^T columns */
-	float prow[4 * TB + 16];            /* a row's columns m tb - pad .., zero outside */
+	long cs = (long)q->c * q->ld;
+	float ph[5][TB + 2], hz[6][6][TB];  /* a row's m phases; rows x B^T columns */
+	float prow[5 * TB + 16];            /* a row's columns m tb - pad .., zero outside */
 	for (long ci = c0; ci < c1; ci++) {
 		const float *xp = q->x + ci * h * w;
-		for (int ty = q->t0; ty < q->t1; ty++)
-			for (int tb = 0; tb < tw; tb += TB) {
-				int n = tw - tb < TB ? tw - tb : TB, x0 = m * tb - q->pad, len = m * (n + 2);
+		wino_blk bk = {0};
+		while (blk_next(&bk, tw, q->t0, q->t1)) {
+			int n = bk.tn, x0 = m * bk.tb - q->pad, len = m * (n + 2);
+			for (int qr = 0; qr < bk.r; qr++)
 				for (int r = 0; r < 6; r++) {
-					int iy = m * ty - q->pad + r;
+					int iy = m * (bk.ty + qr) - q->pad + r;
 					int a = x0 < 0 ? -x0 : 0, b = x0 + len > w ? w - x0 : len;
 					if (iy < 0 || iy >= h || b <= a) {
 						memset(prow, 0, len * sizeof *prow);
@@ -582,7 +613,15 @@ static void wino_in_range(void *ctx, long c0, long c1)
 						memset(prow + b, 0, (len - b) * sizeof *prow);
 					}
 					/* tap j of tile t is prow[m t + j] = ph[j % m][t + j / m] */
-					if (m == 4) {
+					if (m == 5) {
+						SIMD for (int t = 0; t <= n; t++) {
+							ph[0][t] = prow[5 * t];
+							ph[1][t] = prow[5 * t + 1];
+							ph[2][t] = prow[5 * t + 2];
+							ph[3][t] = prow[5 * t + 3];
+							ph[4][t] = prow[5 * t + 4];
+						}
+					} else if (m == 4) {
 						SIMD for (int t = 0; t <= n; t++) {
 							ph[0][t] = prow[4 * t];
 							ph[1][t] = prow[4 * t + 1];
@@ -599,35 +638,52 @@ static void wino_in_range(void *ctx, long c0, long c1)
 					const float *ep[6];
 					for (int j = 0; j < 6; j++)
 						ep[j] = ph[j % m] + j / m;
-					float *op[6] = {hz[0][r], hz[1][r], hz[2][r], hz[3][r], hz[4][r], hz[5][r]};
-					wino_bt(ep, op, n);
-				}
-				/* columns: hz[xi2][r] over r -> v[(xi1 * 6 + xi2)] */
-				long at = ci * T + (long)(ty - q->t0) * tw + tb;
-				for (int x2 = 0; x2 < 6; x2++) {
-					const float *ep[6] = {hz[x2][0], hz[x2][1], hz[x2][2], hz[x2][3],
-					                      hz[x2][4], hz[x2][5]};
 					float *op[6];
-					for (int x1 = 0; x1 < 6; x1++)
-						op[x1] = q->v + (x1 * 6 + x2) * cs + at;
+					for (int x2 = 0; x2 < 6; x2++)
+						op[x2] = hz[x2][r] + qr * n;
 					wino_bt(ep, op, n);
 				}
+			/* columns: hz[xi2][r] over r -> v[(xi1 * 6 + xi2)], the whole block */
+			long at = ci * q->ld + bk.first;
+			for (int x2 = 0; x2 < 6; x2++) {
+				const float *ep[6] = {hz[x2][0], hz[x2][1], hz[x2][2], hz[x2][3],
+				                      hz[x2][4], hz[x2][5]};
+				float *op[6];
+				for (int x1 = 0; x1 < 6; x1++)
+					op[x1] = q->v + (x1 * 6 + x2) * cs + at;
+				wino_bt(ep, op, bk.n);
 			}
+		}
 	}
 }
 
 static void cpu_wino_in(const float *x, int c, int h, int w, int k, int pad, int t0, int t1,
-                        float *v)
+                        float *v, long ld)
 {
 	int oh = h + 2 * pad - k + 1, ow = w + 2 * pad - k + 1;
-	wino_args q = {x, v, NULL, c, h, w, k, pad, oh, ow, t0, t1};
+	wino_args q = {x, v, NULL, c, h, w, k, pad, oh, ow, t0, t1, ld};
 	long work = (long)c * (t1 - t0) * (7 - k) * ow * 12;
 	p2p_pool_run(c, parts_for(work, c), wino_in_range, &q);
 }
 
-/* m (6 rows of n values) -> the A^T rows: four for 3x3 kernels (points 0,
- * +-1, +-2 and infinity), three for 4x4 ones */
-WIDE static void wino_at4(const float *m[6], float *o[4], int n)
+/* m (6 rows of n values) -> the A^T rows: five for 2x2 kernels, four for
+ * 3x3 ones, three for 4x4 ones (row i is p^i over the points 0, +-1, +-2,
+ * and infinity adds to the last) */
+WIDE static void wino_at5(const float *m[6], float *o[5], int n)
+{
+	const float *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3], *m4 = m[4], *m5 = m[5];
+	float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3], *o4 = o[4];
+	SIMD for (int t = 0; t < n; t++) {
+		float a = m1[t] + m2[t], b = m1[t] - m2[t], c = m3[t] + m4[t], d = m3[t] - m4[t];
+		o0[t] = m0[t] + a + c;
+		o1[t] = b + 2 * d;
+		o2[t] = a + 4 * c;
+		o3[t] = b + 8 * d;
+		o4[t] = a + 16 * c + m5[t];
+	}
+}
+
+WIDE static void wino_at4(const float *m[6], float *o[5], int n)
 {
 	const float *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3], *m4 = m[4], *m5 = m[5];
 	float *o0 = o[0], *o1 = o[1], *o2 = o[2], *o3 = o[3];
@@ -640,7 +696,7 @@ WIDE static void wino_at4(const float *m[6], float *o[4], int n)
 	}
 }
 
-WIDE static void wino_at3(const float *m[6], float *o[4], int n)
+WIDE static void wino_at3(const float *m[6], float *o[5], int n)
 {
 	const float *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3], *m4 = m[4], *m5 = m[5];
 	float *o0 = o[0], *o1 = o[1], *o2 = o[2];
@@ -652,104 +708,210 @@ WIDE static void wino_at3(const float *m[6], float *o[4], int n)
 	}
 }
 
-/* m (36, c, T) -> rows of tiles [t0, t1) of y (c, oh, ow), plus b[c] */
+typedef void wino_at_fn(const float *[6], float *[5], int);
+
+static wino_at_fn *wino_at(int m)
+{
+	return m == 5 ? wino_at5 : m == 4 ? wino_at4 : wino_at3;
+}
+
+/* A^T down the columns of n tiles of one channel: vt[i][x2] (m rows of the
+ * six columns) from mp = that channel's first tile in m (36, ., ld),
+ * element (xi) at mp + xi * xs */
+static void wino_cols(const float *mp, long xs, int m, float vt[5][6][TB], int n)
+{
+	wino_at_fn *at = wino_at(m);
+	for (int x2 = 0; x2 < 6; x2++) {
+		const float *ip[6];
+		for (int x1 = 0; x1 < 6; x1++)
+			ip[x1] = mp + (x1 * 6 + x2) * xs;
+		float *op[5] = {vt[0][x2], vt[1][x2], vt[2][x2], vt[3][x2], vt[4][x2]};
+		at(ip, op, n);
+	}
+}
+
+/* A^T along row i of those tiles: out[j][t], column j of tile t */
+static void wino_row(float vt[5][6][TB], int i, int m, float out[5][TB], int n)
+{
+	const float *ip[6] = {vt[i][0], vt[i][1], vt[i][2], vt[i][3], vt[i][4], vt[i][5]};
+	float *op[5] = {out[0], out[1], out[2], out[3], out[4]};
+	wino_at(m)(ip, op, n);
+}
+
+/* m (36, c, ld) -> rows of tiles [t0, t1) of y (c, oh, ow), plus b[c] */
 static void wino_out_range(void *ctx, long k0, long k1)
 {
 	const wino_args *q = ctx;
 	int oh = q->oh, ow = q->ow, m = 7 - q->k, tw = (ow + m - 1) / m;
-	void (*at)(const float *[6], float *[4], int) = m == 4 ? wino_at4 : wino_at3;
-	long T = (long)(q->t1 - q->t0) * tw, ks = (long)q->c * T;
-	float vt[4][6][TB], out[4][TB];   /* A^T down the columns; one output row's phases */
+	long ks = (long)q->c * q->ld;
+	float vt[5][6][TB], out[5][TB];   /* A^T down the columns; one output row's phases */
 	for (long k = k0; k < k1; k++) {
 		float *yp = q->v + k * oh * ow, bias = q->b ? q->b[k] : 0;
-		for (int ty = q->t0; ty < q->t1; ty++)
-			for (int tb = 0; tb < tw; tb += TB) {
-				int n = tw - tb < TB ? tw - tb : TB;
-				long at0 = k * T + (long)(ty - q->t0) * tw + tb;
-				for (int x2 = 0; x2 < 6; x2++) {
-					const float *mp[6];
-					for (int x1 = 0; x1 < 6; x1++)
-						mp[x1] = q->x + (x1 * 6 + x2) * ks + at0;
-					float *op[4] = {vt[0][x2], vt[1][x2], vt[2][x2], vt[3][x2]};
-					at(mp, op, n);
-				}
-				for (int i = 0; i < m; i++) {
-					int oy = m * ty + i;
+		wino_blk bk = {0};
+		while (blk_next(&bk, tw, q->t0, q->t1)) {
+			int n = bk.tn, tb = bk.tb;
+			wino_cols(q->x + k * q->ld + bk.first, ks, m, vt, bk.n);
+			for (int i = 0; i < m; i++) {
+				wino_row(vt, i, m, out, bk.n);
+				for (int qr = 0; qr < bk.r; qr++) {
+					int oy = m * (bk.ty + qr) + i;
 					if (oy >= oh)
 						break;
-					const float *mp[6] = {vt[i][0], vt[i][1], vt[i][2], vt[i][3], vt[i][4],
-					                      vt[i][5]};
-					float *op[4] = {out[0], out[1], out[2], out[3]};
-					at(mp, op, n);
+					const float *o0 = out[0] + qr * n, *o1 = out[1] + qr * n;
+					const float *o2 = out[2] + qr * n, *o3 = out[3] + qr * n;
+					const float *o4 = out[4] + qr * n;
 					float *row = yp + (long)oy * ow + m * tb;
 					int full = m * (tb + n) <= ow ? n : n - 1;   /* tiles wholly inside */
-					if (m == 4) {
+					if (m == 5) {
 						SIMD for (int t = 0; t < full; t++) {
-							row[4 * t] = out[0][t] + bias;
-							row[4 * t + 1] = out[1][t] + bias;
-							row[4 * t + 2] = out[2][t] + bias;
-							row[4 * t + 3] = out[3][t] + bias;
+							row[5 * t] = o0[t] + bias;
+							row[5 * t + 1] = o1[t] + bias;
+							row[5 * t + 2] = o2[t] + bias;
+							row[5 * t + 3] = o3[t] + bias;
+							row[5 * t + 4] = o4[t] + bias;
+						}
+					} else if (m == 4) {
+						SIMD for (int t = 0; t < full; t++) {
+							row[4 * t] = o0[t] + bias;
+							row[4 * t + 1] = o1[t] + bias;
+							row[4 * t + 2] = o2[t] + bias;
+							row[4 * t + 3] = o3[t] + bias;
 						}
 					} else {
 						SIMD for (int t = 0; t < full; t++) {
-							row[3 * t] = out[0][t] + bias;
-							row[3 * t + 1] = out[1][t] + bias;
-							row[3 * t + 2] = out[2][t] + bias;
+							row[3 * t] = o0[t] + bias;
+							row[3 * t + 1] = o1[t] + bias;
+							row[3 * t + 2] = o2[t] + bias;
 						}
 					}
 					for (int j = 0; full < n && m * (tb + full) + j < ow; j++)
-						row[m * full + j] = out[j][full] + bias;
+						row[m * full + j] = out[j][qr * n + full] + bias;
 				}
 			}
+		}
 	}
 }
 
-static void cpu_wino_out(const float *m, int c, int oh, int ow, int k, int t0, int t1,
+static void cpu_wino_out(const float *m, long ld, int c, int oh, int ow, int k, int t0, int t1,
                          const float *b, float *y)
 {
-	wino_args q = {m, y, b, c, 0, 0, k, 0, oh, ow, t0, t1};
+	wino_args q = {m, y, b, c, 0, 0, k, 0, oh, ow, t0, t1, ld};
 	long work = (long)c * (t1 - t0) * (7 - k) * ow * 12;
 	p2p_pool_run(c, parts_for(work, c), wino_out_range, &q);
 }
 
+/* The four phases of a transposed 4x4 stride-2 convolution: m (36, 4c, ld),
+ * channel (py * 2 + px) * c + co, holds the 2x2 convolution's output o
+ * (oh, ow) of phase (py, px); o[s][t] is y[co][2s - py][2t - px] of y (c,
+ * 2 (oh - 1), 2 (ow - 1)). Channels [k0, k1) of y, all four phases each. */
+static void wino_up_range(void *ctx, long k0, long k1)
+{
+	const wino_args *q = ctx;
+	int oh = q->oh, ow = q->ow, tw = (ow + 4) / 5, yh = 2 * (oh - 1), yw = 2 * (ow - 1);
+	long cs = (long)q->c * q->ld, ks = 4 * cs;
+	float vt[4][5][6][TB], out[2][5][TB];
+	float rb[10 * TB + 2];              /* a row of y from column 10 tb - 1 */
+	for (long k = k0; k < k1; k++) {
+		float *yp = q->v + k * yh * yw, bias = q->b ? q->b[k] : 0;
+		wino_blk bk = {0};
+		while (blk_next(&bk, tw, q->t0, q->t1)) {
+			int n = bk.tn, tb = bk.tb;
+			for (int p = 0; p < 4; p++)
+				wino_cols(q->x + p * cs + k * q->ld + bk.first, ks, 5, vt[p], bk.n);
+			int c0 = 10 * tb - 1, c1 = 10 * (tb + n) - 1;
+			c0 = c0 < 0 ? 0 : c0, c1 = c1 > yw ? yw : c1;
+			for (int i = 0; i < 5; i++)
+				for (int py = 0; py < 2; py++) {
+					wino_row(vt[2 * py], i, 5, out[0], bk.n);
+					wino_row(vt[2 * py + 1], i, 5, out[1], bk.n);
+					for (int qr = 0; qr < bk.r; qr++) {
+						int yr = 2 * (5 * (bk.ty + qr) + i) - py;
+						if (yr < 0 || yr >= yh)
+							continue;
+						for (int j = 0; j < 5; j++) {
+							const float *a0 = out[0][j] + qr * n, *a1 = out[1][j] + qr * n;
+							SIMD for (int t = 0; t < n; t++) {
+								rb[10 * t + 2 * j + 1] = a0[t];
+								rb[10 * t + 2 * j] = a1[t];
+							}
+						}
+						float *row = yp + (long)yr * yw;
+						const float *src = rb + 1 - 10 * tb;
+						SIMD for (int x = c0; x < c1; x++)
+							row[x] = src[x] + bias;
+					}
+				}
+		}
+	}
+}
+
+static void cpu_wino_out_up(const float *m, long ld, int c, int oh, int ow, int t0, int t1,
+                            const float *b, float *y)
+{
+	wino_args q = {m, y, b, c, 0, 0, 2, 0, oh, ow, t0, t1, ld};
+	long work = 4L * c * (t1 - t0) * 5 * ow * 12;
+	p2p_pool_run(c, parts_for(work, c), wino_up_range, &q);
+}
+
 /* The weights: G g G^T for every (row, column) pair of the output, rows
  * [a0, a1) here. G's row j is p_j^c / prod_{l != j} (p_j - p_l) over the
- * points 0, 1, -1, 2, -2, and (0 .. 0 1) for infinity. */
+ * points 0, 1, -1, 2, -2, and e_{k-1} for infinity. */
 typedef struct {
 	const float *w;
 	float *u;
-	int cout, cin, k, transposed;
+	int cout, cin, k, mode;
 } wt_args;
+
+/* Kernel (a, b) of u's plane: a (ky, kx) -> f[ky * ks + kx] read backwards
+ * or forwards; k the kernel side of the Winograd form */
+typedef struct {
+	const float *f;
+	int k, ks, step, first;
+} wt_kernel;
+
+static wt_kernel wt_pick(const wt_args *q, long a, int b)
+{
+	int k = q->k, kk = k * k, cin = q->cin;
+	switch (q->mode) {
+	case P2P_WINO_GRAD:     /* (ci, co): w[co][ci] turned 180 degrees */
+		return (wt_kernel){q->w + ((size_t)b * cin + a) * kk, k, k, -1, kk - 1};
+	case P2P_WINO_UP: {     /* (phase, co, ci): taps 3 - p - 2 t of w[ci][co] (4x4) */
+		int ph = (int)(a / q->cout), co = (int)(a % q->cout), py = ph >> 1, px = ph & 1;
+		return (wt_kernel){q->w + ((size_t)b * q->cout + co) * 16, 2, 4, -2,
+		                   (3 - py) * 4 + 3 - px};
+	}
+	default:
+		return (wt_kernel){q->w + ((size_t)a * cin + b) * kk, k, k, 1, 0};
+	}
+}
 
 static void wino_weights_range(void *ctx, long a0, long a1)
 {
-	static const float G3[6][4] = {
-		{1 / 4.f, 0, 0}, {-1 / 6.f, -1 / 6.f, -1 / 6.f}, {-1 / 6.f, 1 / 6.f, -1 / 6.f},
-		{1 / 24.f, 1 / 12.f, 1 / 6.f}, {1 / 24.f, -1 / 12.f, 1 / 6.f}, {0, 0, 1}
-	};
-	static const float G4[6][4] = {
+	static const float G[5][4] = {       /* the finite points' rows */
 		{1 / 4.f, 0, 0, 0}, {-1 / 6.f, -1 / 6.f, -1 / 6.f, -1 / 6.f},
 		{-1 / 6.f, 1 / 6.f, -1 / 6.f, 1 / 6.f}, {1 / 24.f, 1 / 12.f, 1 / 6.f, 1 / 3.f},
-		{1 / 24.f, -1 / 12.f, 1 / 6.f, -1 / 3.f}, {0, 0, 0, 1}
+		{1 / 24.f, -1 / 12.f, 1 / 6.f, -1 / 3.f}
 	};
 	const wt_args *q = ctx;
-	int k = q->k, cin = q->cin, kk = k * k, tr = q->transposed;
-	const float (*G)[4] = k == 3 ? G3 : G4;
-	int rows = tr ? cin : q->cout, cols = tr ? q->cout : cin;
+	int up = q->mode == P2P_WINO_UP, tr = q->mode == P2P_WINO_GRAD;
+	int rows = up ? 4 * q->cout : tr ? q->cin : q->cout, cols = tr ? q->cout : q->cin;
 	size_t plane = (size_t)rows * cols;
 	for (long a = a0; a < a1; a++)
 		for (int b = 0; b < cols; b++) {
-			/* the input gradient's weight (a = ci, b = co) is w[co][ci] turned 180 degrees */
-			const float *f = tr ? q->w + ((size_t)b * cin + a) * kk : q->w + ((size_t)a * cin + b) * kk;
-			float g[4][4], t[6][4];
+			wt_kernel kn = wt_pick(q, a, b);
+			int k = kn.k;
+			float g[4][4], t[6][4], gr[6][4] = {{0}};
 			for (int y = 0; y < k; y++)
 				for (int x = 0; x < k; x++)
-					g[y][x] = tr ? f[(k - 1 - y) * k + (k - 1 - x)] : f[y * k + x];
+					g[y][x] = kn.f[kn.first + kn.step * (y * kn.ks + x)];
+			for (int i = 0; i < 6; i++)
+				for (int y = 0; y < k; y++)
+					gr[i][y] = i < 5 ? G[i][y] : y == k - 1;
 			for (int i = 0; i < 6; i++)
 				for (int x = 0; x < k; x++) {
 					float v = 0;
 					for (int y = 0; y < k; y++)
-						v += G[i][y] * g[y][x];
+						v += gr[i][y] * g[y][x];
 					t[i][x] = v;
 				}
 			float *o = q->u + (size_t)a * cols + b;
@@ -757,18 +919,17 @@ static void wino_weights_range(void *ctx, long a0, long a1)
 				for (int j = 0; j < 6; j++) {
 					float v = 0;
 					for (int x = 0; x < k; x++)
-						v += t[i][x] * G[j][x];
+						v += t[i][x] * gr[j][x];
 					o[(i * 6 + j) * plane] = v;
 				}
 		}
 }
 
-static void cpu_wino_weights(const float *w, int cout, int cin, int k, int transposed, float *u)
+static void cpu_wino_weights(const float *w, int cout, int cin, int k, int mode, float *u)
 {
-	wt_args q = {w, u, cout, cin, k, transposed};
-	long rows = transposed ? cin : cout;
-	p2p_pool_run(rows, parts_for((long)cout * cin * 100, rows),
-	             wino_weights_range, &q);
+	wt_args q = {w, u, cout, cin, mode == P2P_WINO_UP ? 2 : k, mode};
+	long rows = mode == P2P_WINO_UP ? 4L * cout : mode == P2P_WINO_GRAD ? cin : cout;
+	p2p_pool_run(rows, parts_for((long)cout * cin * 100, rows), wino_weights_range, &q);
 }
 
 /* ---- items across the pool ---- */
@@ -1131,6 +1292,7 @@ static const p2p_backend cpu_backend = {
 	.parallel = cpu_parallel,
 	.wino_in = cpu_wino_in,
 	.wino_out = cpu_wino_out,
+	.wino_out_up = cpu_wino_out_up,
 	.wino_weights = cpu_wino_weights,
 	.bias_add = cpu_bias_add,
 	.bias_grad = cpu_bias_grad,

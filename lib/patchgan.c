@@ -201,7 +201,8 @@ static p2p_conv at(const p2p_conv *c, int n)
 static void wino_weights(p2p_patchgan *d, int transposed)
 {
 	const p2p_conv *g = &d->conv[3];
-	d->be->wino_weights(d->w[3], g->cout, g->cin, 4, transposed, transposed ? d->ut3 : d->u3);
+	d->be->wino_weights(d->w[3], g->cout, g->cin, 4, transposed ? P2P_WINO_GRAD : P2P_WINO_CONV,
+	                    transposed ? d->ut3 : d->u3);
 }
 
 const float *p2p_patchgan_forward(p2p_patchgan *d, const float *x, int n)

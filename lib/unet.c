@@ -23,7 +23,13 @@
  *   z[i]   IN(upconv_i(...)) for i >= 1, which IN backward needs
  *   y      the output
  * Backward keeps one gradient per down level (skip and down path both add
- * into it) and three scratch buffers for the rest. */
+ * into it) and three scratch buffers for the rest.
+ *
+ * The up convolutions run forward by Winograd where the backend has it and
+ * it pays (p2p_conv_wino_ok: at 256, the three with 16x16 to 64x64 inputs,
+ * over half of G's multiplications); wu2[i] holds their transformed
+ * weights, 9 times the size of the weights, made anew at every forward
+ * unless the caller has said the weights stay fixed. Backward is direct. */
 #include "models.h"
 
 #include <math.h>
@@ -55,6 +61,8 @@ struct p2p_unet {
 	float *gd[MAXK], *sa, *sb, *sc;  /* gradients: per down level, scratch */
 	float *ws;
 	size_t ws_n;
+	float *wu2[MAXK];           /* up level i's Winograd weights, NULL: direct */
+	int fixed, made;            /* the weights stay fixed; wu2 made from them */
 
 	int n;                      /* images in the last forward, 0 before one */
 	int drop;
@@ -190,6 +198,13 @@ static int make_buffers(p2p_unet *g)
 		size_t ws = p2p_conv_ws(&g->down[i]), wu = p2p_conv_ws(&g->up[i]);
 		g->ws_n = ws > g->ws_n ? ws : g->ws_n;
 		g->ws_n = wu > g->ws_n ? wu : g->ws_n;
+		if (p2p_conv_wino_ok(g->be, &g->up[i])) {
+			const p2p_conv *u = &g->up[i];
+			size_t ww = p2p_conv_wino_ws(u);
+			g->ws_n = ww > g->ws_n ? ww : g->ws_n;
+			if (!(g->wu2[i] = buf(g, 36 * 4 * (size_t)u->cout * u->cin)))
+				return -1;
+		}
 		size_t nr = (size_t)nb * up_in(c, k, i) * g->hw[i];
 		big_r = nr > big_r ? nr : big_r;
 		if (i > 0) {
@@ -267,6 +282,12 @@ void p2p_unet_free(p2p_unet *g)
 }
 
 p2p_params *p2p_unet_params(p2p_unet *g) { return &g->ps; }
+
+void p2p_unet_weights_fixed(p2p_unet *g, int fixed)
+{
+	g->fixed = fixed;
+	g->made = 0;
+}
 const p2p_unet_cfg *p2p_unet_config(const p2p_unet *g) { return &g->cfg; }
 
 size_t p2p_unet_flops(const p2p_unet *g)
@@ -306,6 +327,12 @@ static const float *forward(p2p_unet *g, const float *x, int n, int dropout, uin
 	g->drop = dropout && c->dropout > 0;
 	g->seed = seed;
 	be->copy(g->x, x, (size_t)n * c->in_ch * c->size * c->size);
+	if (!g->fixed || !g->made)
+		for (int i = 0; i < k; i++)
+			if (g->wu2[i])
+				be->wino_weights(g->wu[i], g->up[i].cout, g->up[i].cin, 4, P2P_WINO_UP,
+				                 g->wu2[i]);
+	g->made = 1;
 
 	/* down */
 	const float *in = g->x;
@@ -332,8 +359,10 @@ static const float *forward(p2p_unet *g, const float *x, int n, int dropout, uin
 		p2p_conv cv = at(&g->up[i], n);
 		int co = g->ch[i - 1];
 		long plane = co * g->hw[i - 1];
-		if (p2p_convt2d_forward(be, &cv, g->z[i], g->r[i], g->wu[i], g->bu[i],
-		                        g->ws, g->ws_n) != 0)
+		if ((g->wu2[i] ? p2p_convt2d_forward_wino(be, &cv, g->z[i], g->r[i], g->wu2[i], g->bu[i],
+		                                          g->ws, g->ws_n)
+		               : p2p_convt2d_forward(be, &cv, g->z[i], g->r[i], g->wu[i], g->bu[i],
+		                                     g->ws, g->ws_n)) != 0)
 			return NULL;
 		p2p_instnorm_forward(be, g->z[i], g->umean[i], g->urstd[i], g->z[i],
 		                     n, co, g->hw[i - 1]);
@@ -348,7 +377,10 @@ static const float *forward(p2p_unet *g, const float *x, int n, int dropout, uin
 		p2p_relu_forward(be, g->r[i - 1], g->r[i - 1], (size_t)n * 2 * plane);
 	}
 	p2p_conv cv = at(&g->up[0], n);
-	if (p2p_convt2d_forward(be, &cv, g->y, g->r[0], g->wu[0], g->bu[0], g->ws, g->ws_n) != 0)
+	if ((g->wu2[0] ? p2p_convt2d_forward_wino(be, &cv, g->y, g->r[0], g->wu2[0], g->bu[0], g->ws,
+	                                          g->ws_n)
+	               : p2p_convt2d_forward(be, &cv, g->y, g->r[0], g->wu[0], g->bu[0], g->ws,
+	                                     g->ws_n)) != 0)
 		return NULL;
 	p2p_tanh_forward(be, g->y, g->y, (size_t)n * c->out_ch * c->size * c->size);
 	g->n = n;

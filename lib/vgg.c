@@ -214,8 +214,8 @@ static void wino_refresh(p2p_vgg *v)
 		const p2p_conv *g = &v->conv[i];
 		if (!v->u[i])
 			continue;
-		v->be->wino_weights(v->w[i], g->cout, g->cin, 3, 0, v->u[i]);
-		v->be->wino_weights(v->w[i], g->cout, g->cin, 3, 1, v->ut[i]);
+		v->be->wino_weights(v->w[i], g->cout, g->cin, 3, P2P_WINO_CONV, v->u[i]);
+		v->be->wino_weights(v->w[i], g->cout, g->cin, 3, P2P_WINO_GRAD, v->ut[i]);
 	}
 	v->stale = 0;
 }

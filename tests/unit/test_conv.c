@@ -4,10 +4,11 @@
  * backward also against central finite differences on small shapes. The
  * backend's row-range im2col/col2im against the whole-image ops, and layers
  * big enough to be split into chunks of rows (conv.c) against the reference,
- * the unsplit layer and finite differences. Winograd F(4x4, 3x3): its
- * transforms against their definition, its convolution and the input
- * gradient from turned weights against the reference and finite
- * differences, on any number of threads.
+ * the unsplit layer and finite differences. Winograd F(4x4, 3x3), F(3x3,
+ * 4x4) and F(5x5, 2x2): their transforms against their definition, the
+ * convolution and the input gradient from turned weights against the
+ * reference and finite differences, the transposed convolution as four
+ * phases against the reference, on any number of threads.
  *
  * Error measure: max |got - ref| / max |ref| over the checked entries (all
  * of them, or a seeded sample of big tensors), which must stay under 1e-5.
@@ -563,22 +564,38 @@ static const double AT4[4][6] = {    /* 4x4 tiles of a 3x3 kernel */
 static const double AT3[3][6] = {    /* 3x3 tiles of a 4x4 kernel */
 	{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 1}
 };
+static const double AT5[5][6] = {    /* 5x5 tiles of a 2x2 kernel */
+	{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 0},
+	{0, 1, 1, 16, 16, 1}
+};
+
+static double at_of(int m, int i, int a)
+{
+	return m == 5 ? AT5[i][a] : m == 4 ? AT4[i][a] : AT3[i][a];
+}
 
 /* wino_in and wino_out against B^T d B and A^T m A written out, on every
  * tile of a range of tile rows (edges where the sizes are not multiples of
- * the tile's): kernel k (tiles of m = 7 - k), pad p; the output is oh x ow. */
-static void wino_ops(int c, int h, int w, int k, int p, int t0, int t1)
+ * the tile's): kernel k (tiles of m = 7 - k), pad p; the output is oh x ow.
+ * v's rows are ld = T + 3 long: the 3 columns past T must stay as they were.
+ * up: wino_out_up, y (c/4, 2 (oh - 1), 2 (ow - 1)) from the four phases. */
+static void wino_ops_up(int c, int h, int w, int k, int p, int t0, int t1, int up)
 {
 	int m = 7 - k, oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1, tw = (ow + m - 1) / m;
-	long T = (long)(t1 - t0) * tw;
-	float *x = malloc((size_t)c * h * w * 4), *v = malloc(36 * c * T * 4);
-	float *y = malloc((size_t)c * oh * ow * 4), *b = malloc(c * 4);
-	fill(x, (size_t)c * h * w), fill(v, 36 * c * T), fill(b, c);
-	for (size_t i = 0; i < (size_t)c * oh * ow; i++)
+	long T = (long)(t1 - t0) * tw, ld = T + 3;
+	int yc = up ? c / 4 : c, yh = up ? 2 * (oh - 1) : oh, yw = up ? 2 * (ow - 1) : ow;
+	size_t ny = (size_t)yc * yh * yw;
+	float *x = malloc((size_t)c * h * w * 4), *v = malloc(36 * c * ld * 4);
+	float *y = malloc(ny * 4), *b = malloc(c * 4);
+	fill(x, (size_t)c * h * w), fill(b, c);
+	for (long i = 0; i < 36 * c * ld; i++)
+		v[i] = 7e9f;
+	for (size_t i = 0; i < ny; i++)
 		y[i] = 1e9f;            /* rows outside [t0, t1) must stay */
-	be->wino_in(x, c, h, w, k, p, t0, t1, v);
+	be->wino_in(x, c, h, w, k, p, t0, t1, v, ld);
 	double ein = 0, min_ = 1e-30, mout = 1e-30;     /* errors over the largest value */
-	for (int ci = 0; ci < c; ci++)
+	int kept = 1;
+	for (int ci = 0; ci < c; ci++) {
 		for (long t = 0; t < T; t++) {
 			int ty = t0 + (int)(t / tw), tx = (int)(t % tw);
 			double d[6][6], e[6][6];
@@ -599,38 +616,88 @@ static void wino_ops(int c, int h, int w, int k, int p, int t0, int t1)
 					double ref = 0;
 					for (int q = 0; q < 6; q++)
 						ref += e[i][q] * BT[j][q];
-					float got = v[((size_t)(i * 6 + j) * c + ci) * T + t];
+					float got = v[((size_t)(i * 6 + j) * c + ci) * ld + t];
 					ein = fmax(ein, fabs(got - ref));
 					min_ = fmax(min_, fabs(ref));
 				}
 		}
-	/* wino_out of v read as m (36, c, T) */
-	be->wino_out(v, c, oh, ow, k, t0, t1, b, y);
+		for (int xi = 0; xi < 36; xi++)
+			for (long t = T; t < ld; t++)
+				kept &= v[((size_t)xi * c + ci) * ld + t] == 7e9f;
+	}
+	for (long i = 0; i < 36 * c * ld; i++)
+		if (v[i] == 7e9f)
+			v[i] = 0;           /* wino_out must not read them: 0 or not, no change */
+	/* wino_out of v read as m (36, c, ld) */
+	if (up)
+		be->wino_out_up(v, ld, yc, oh, ow, t0, t1, b, y);
+	else
+		be->wino_out(v, ld, c, oh, ow, k, t0, t1, b, y);
 	double eout = 0;
-	int kept = 1;
 	for (int ci = 0; ci < c; ci++)
 		for (int oy = 0; oy < oh; oy++)
 			for (int ox = 0; ox < ow; ox++) {
-				float got = y[((size_t)ci * oh + oy) * ow + ox];
-				int ty = oy / m, tx = ox / m;
+				int ty = oy / m, tx = ox / m, i = oy % m, j = ox % m;
+				long t = (long)(ty - t0) * tw + tx;
+				/* where output (oy, ox) of channel ci lands in y */
+				int co = up ? ci % yc : ci, py = up ? ci / yc / 2 : 0, px = up ? ci / yc % 2 : 0;
+				int ry = up ? 2 * oy - py : oy, rx = up ? 2 * ox - px : ox;
+				if (ry < 0 || ry >= yh || rx < 0 || rx >= yw)
+					continue;
+				float got = y[((size_t)co * yh + ry) * yw + rx];
 				if (ty < t0 || ty >= t1) {
 					kept &= got == 1e9f;
 					continue;
 				}
-				long t = (long)(ty - t0) * tw + tx;
-				int i = oy % m, j = ox % m;
-				double ref = b[ci];
+				double ref = b[co];
 				for (int a = 0; a < 6; a++)
 					for (int q = 0; q < 6; q++)
-						ref += (m == 4 ? AT4[i][a] * AT4[j][q] : AT3[i][a] * AT3[j][q]) *
-						       v[((size_t)(a * 6 + q) * c + ci) * T + t];
+						ref += at_of(m, i, a) * at_of(m, j, q) *
+						       v[((size_t)(a * 6 + q) * c + ci) * ld + t];
 				eout = fmax(eout, fabs(got - ref));
 				mout = fmax(mout, fabs(ref));
 			}
 	ein /= min_, eout /= mout;
-	CHECKF(ein < 1e-6 && eout < 1e-6 && kept, "wino ops c%d %dx%d k%d p%d tiles %d..%d: in %.1e "
-	       "out %.1e%s", c, h, w, k, p, t0, t1, ein, eout, kept ? "" : ", rows outside written");
+	CHECKF(ein < 1e-6 && eout < 1e-6 && kept, "wino ops%s c%d %dx%d k%d p%d tiles %d..%d: in "
+	       "%.1e out %.1e%s", up ? " up" : "", c, h, w, k, p, t0, t1, ein, eout,
+	       kept ? "" : ", values outside written");
 	free(x), free(v), free(y), free(b);
+}
+
+static void wino_ops(int c, int h, int w, int k, int p, int t0, int t1)
+{
+	wino_ops_up(c, h, w, k, p, t0, t1, 0);
+}
+
+/* ConvTranspose2d 4x4 stride 2 pad 1 by Winograd against the reference;
+ * threads and a one-chunk workspace give the same bits. */
+static void wino_up_layer(int n, int cin, int h, int w, int cout, size_t cap)
+{
+	p2p_conv g;
+	p2p_convt2d_init(&g, n, cin, h, w, cout, 4, 2, 1);
+	int tiles = (h + 5) / 5 * ((w + 5) / 5);
+	CHECK(p2p_conv_wino_ok(be, &g) == (tiles >= 16 && n * tiles >= 32 && cout >= 16));
+	rel r = rel_of(&g);
+	size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * g.oh * g.ow;
+	size_t nw = (size_t)cout * cin * 16, wsn = p2p_conv_wino_ws(&g);
+	float *x = malloc(nx * 4), *y = malloc(ny * 4), *y2 = malloc(ny * 4), *w_ = malloc(nw * 4);
+	float *b = malloc(cout * 4), *u = malloc(36 * 4 * nw / 16 * 4), *ws = malloc(wsn * 4);
+	fill(x, nx), fill(w_, nw), fill(b, cout);
+	be->wino_weights(w_, cout, cin, 4, P2P_WINO_UP, u);
+	CHECK(p2p_convt2d_forward_wino(be, &g, y, x, u, b, ws, wsn) == 0);
+	double ey = rel_err(y, 0, ny, cap, ref_big, &r, w_, x, b, g.oh * g.ow);
+	CHECKF(ey < 2e-5, "wino up n%d %d->%d %dx%d: y %.2e", n, cin, cout, h, w, ey);
+	printf("# wino up n%d %d->%d %dx%d       y %.1e\n", n, cin, cout, h, w, ey);
+	int before = p2p_pool_threads(), same = 1;
+	for (int th = 1; th <= 3; th++) {
+		be->set_threads(th);
+		p2p_convt2d_forward_wino(be, &g, y2, x, u, b, ws, th == 3 ? wsn / 4 : wsn);
+		same &= !memcmp(y, y2, ny * 4);
+	}
+	be->set_threads(before);
+	CHECKF(same, "wino up n%d %d->%d %dx%d: threads or workspace change the bits", n, cin,
+	       cout, h, w);
+	free(x), free(y), free(y2), free(w_), free(b), free(u), free(ws);
 }
 
 /* The layer and the input gradient through turned weights against the
@@ -650,8 +717,8 @@ static void wino_layer(int n, int cin, int h, int w, int cout, int k, int p, siz
 	float *w_ = malloc(nw * 4), *b = malloc(cout * 4), *u = malloc(36 * nw * 4);
 	float *ut = malloc(36 * nw * 4), *ws = malloc(wsn * 4), *y2 = malloc(ny * 4);
 	fill(x, nx), fill(w_, nw), fill(b, cout), fill(dy, ny);
-	be->wino_weights(w_, cout, cin, k, 0, u);
-	be->wino_weights(w_, cout, cin, k, 1, ut);
+	be->wino_weights(w_, cout, cin, k, P2P_WINO_CONV, u);
+	be->wino_weights(w_, cout, cin, k, P2P_WINO_GRAD, ut);
 	CHECK(p2p_conv2d_forward_wino(be, &g, y, x, u, b, ws, wsn) == 0);
 	CHECK(p2p_conv2d_forward_wino(be, &t, dx, dy, ut, NULL, ws, wsn) == 0);
 	double ey = rel_err(y, 0, ny, cap, ref_small, &r, w_, x, b, g.oh * g.ow);
@@ -675,7 +742,7 @@ static void wino_layer(int n, int cin, int h, int w, int cout, int k, int p, siz
 	size_t m = slow_ok ? 60 : 4;
 	for (size_t j = 0; j < m && j < nx; j++) {
 		size_t i = pick(nx, m, j);
-		float x0 = x[i], hstep = 0.5f;
+		float x0 = x[i], hstep = 4;
 		double l[2];
 		for (int sgn = 0; sgn < 2; sgn++) {
 			x[i] = x0 + (sgn ? -hstep : hstep);
@@ -705,6 +772,11 @@ static void test_winograd(void)
 	wino_ops(2, 11, 13, 4, 2, 1, 4);
 	wino_ops(1, 7, 5, 4, 0, 0, 2);
 	wino_ops(2, 10, 9, 4, 3, 2, 5);
+	wino_ops(2, 8, 8, 2, 1, 0, 2);          /* 9x9 output: a partial tile */
+	wino_ops(1, 14, 9, 2, 1, 1, 3);
+	wino_ops_up(8, 8, 8, 2, 1, 0, 2, 1);
+	wino_ops_up(4, 9, 14, 2, 1, 1, 2, 1);
+	wino_ops_up(4, 4, 5, 2, 1, 0, 1, 1);
 	wino_layer(1, 3, 8, 8, 4, 3, 1, 3000);
 	wino_layer(2, 5, 13, 10, 7, 3, 1, 3000);
 	wino_layer(1, 4, 6, 17, 3, 3, 1, 3000);
@@ -716,7 +788,13 @@ static void test_winograd(void)
 	wino_layer(1, 3, 7, 10, 4, 4, 2, 3000);
 	wino_layer(1, 4, 9, 6, 2, 4, 0, 3000);
 	wino_layer(2, 12, 40, 40, 8, 4, 1, 3000);
+	wino_up_layer(1, 3, 4, 4, 2, 3000);
+	wino_up_layer(3, 5, 8, 6, 3, 3000);           /* several images a chunk */
+	wino_up_layer(2, 4, 24, 19, 3, 3000);
+	wino_up_layer(1, 3, 61, 40, 2, 3000);         /* several chunks of tile rows */
 	if (slow_ok) {
+		wino_up_layer(3, 256, 16, 16, 128, 400);  /* the U-Net's at 256 */
+		wino_up_layer(2, 128, 64, 64, 32, 400);
 		wino_layer(2, 64, 64, 64, 64, 3, 1, 400);
 		wino_layer(1, 128, 32, 32, 256, 3, 1, 400);
 		wino_layer(2, 256, 32, 32, 512, 4, 1, 400);   /* D's conv.3 at 256 */
@@ -729,7 +807,11 @@ static void test_winograd(void)
 	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 5, 1, 2);
 	CHECK(!p2p_conv_wino_ok(be, &g) &&
 	      p2p_conv2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1);
+	p2p_convt2d_init(&g, 1, 2, 8, 8, 2, 4, 2, 2);
+	CHECK(!p2p_conv_wino_ok(be, &g) &&
+	      p2p_convt2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1);
 	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 3, 1, 1);
+	CHECK(p2p_convt2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1);
 	CHECKF(p2p_conv2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1 &&
 	       strstr(p2p_errmsg(), "workspace"), "%s", p2p_errmsg());
 }

@@ -158,20 +158,26 @@ static void tr_col2im_rows(const float *col, int c, int h, int w, int k, int str
 }
 
 static void tr_wino_in(const float *x, int c, int h, int w, int k, int pad, int t0, int t1,
-                       float *v)
+                       float *v, long ld)
 {
-	cpu->wino_in(R(x), c, h, w, k, pad, t0, t1, R(v));
+	cpu->wino_in(R(x), c, h, w, k, pad, t0, t1, R(v), ld);
 }
 
-static void tr_wino_out(const float *m, int c, int oh, int ow, int k, int t0, int t1,
+static void tr_wino_out(const float *m, long ld, int c, int oh, int ow, int k, int t0, int t1,
                         const float *b, float *y)
 {
-	cpu->wino_out(R(m), c, oh, ow, k, t0, t1, R(b), R(y));
+	cpu->wino_out(R(m), ld, c, oh, ow, k, t0, t1, R(b), R(y));
 }
 
-static void tr_wino_weights(const float *w, int cout, int cin, int k, int transposed, float *u)
+static void tr_wino_out_up(const float *m, long ld, int c, int oh, int ow, int t0, int t1,
+                           const float *b, float *y)
 {
-	cpu->wino_weights(R(w), cout, cin, k, transposed, R(u));
+	cpu->wino_out_up(R(m), ld, c, oh, ow, t0, t1, R(b), R(y));
+}
+
+static void tr_wino_weights(const float *w, int cout, int cin, int k, int mode, float *u)
+{
+	cpu->wino_weights(R(w), cout, cin, k, mode, R(u));
 }
 
 static void tr_bias_add(float *y, const float *b, int n, int c, long p)
@@ -352,6 +358,7 @@ static void trap_init(void)
 	trap.col2im_rows = cpu->col2im_rows ? tr_col2im_rows : NULL;
 	trap.wino_in = cpu->wino_in ? tr_wino_in : NULL;
 	trap.wino_out = cpu->wino_out ? tr_wino_out : NULL;
+	trap.wino_out_up = cpu->wino_out_up ? tr_wino_out_up : NULL;
 	trap.wino_weights = cpu->wino_weights ? tr_wino_weights : NULL;
 	trap_wide = trap;
 	trap_wide.name = "trap-wide";
