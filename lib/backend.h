@@ -28,7 +28,7 @@
 
 typedef struct p2p_backend p2p_backend;
 
-enum { P2P_WINO_CONV, P2P_WINO_GRAD, P2P_WINO_UP };    /* wino_weights' modes */
+enum { P2P_WINO_CONV, P2P_WINO_GRAD, P2P_WINO_UP, P2P_WINO_DOWN };   /* wino_weights' modes */
 
 struct p2p_backend {
 	const char *name;                   /* "cpu", "cuda" */
@@ -168,15 +168,19 @@ struct p2p_backend {
 	 * pad - k + 1, ...), in ceil(oh/m) rows of tw = ceil(ow/m); rows of
 	 * tiles [t0, t1) of one image, T = (t1 - t0) * tw tiles.
 	 * wino_in: x (c, h, w) -> v (36, c, ld), columns [0, T): each 6x6 input
-	 * patch (zero outside the image) as B^T d B. wino_out: m (36, c, ld),
-	 * columns [0, T) -> those rows of y (c, oh, ow), each tile A^T m A,
-	 * plus b[c] (b may be NULL). ld >= T lets a chunk hold several images.
+	 * patch (zero outside the image) as B^T d B. s2 (k 2, pad 0): x (c, h,
+	 * w), h and w even, is read as its space-to-depth x' (4 c, h/2 + 1,
+	 * w/2 + 1), x'[4 ci + 2 py + px][j][i] = x[ci][2j + py - 1][2i + px - 1]
+	 * (zero outside), whose 2x2 convolution is x's 4x4 stride-2 pad-1 one;
+	 * v then holds 4 c channels. wino_out: m (36, c, ld), columns [0, T) ->
+	 * those rows of y (c, oh, ow), each tile A^T m A, plus b[c] (b may be
+	 * NULL). ld >= T lets a chunk hold several images.
 	 * wino_out_up: the transposed 4x4 stride-2 pad-1 convolution as four
 	 * 2x2 ones (k 2, pad 1, so oh = h + 1): m (36, 4c, ld), channel
 	 * (py * 2 + px) * c + co, gives y (c, 2h, 2w), y[co][2s - py][2t - px]
 	 * from output (s, t) of phase (py, px). */
 	void (*wino_in)(const float *x, int c, int h, int w, int k, int pad, int t0, int t1,
-	                float *v, long ld);
+	                float *v, long ld, int s2);
 	void (*wino_out)(const float *m, long ld, int c, int oh, int ow, int k, int t0, int t1,
 	                 const float *b, float *y);
 	void (*wino_out_up)(const float *m, long ld, int c, int oh, int ow, int t0, int t1,
@@ -187,7 +191,10 @@ struct p2p_backend {
 	 *   (w[co][ci] turned 180 degrees);
 	 * P2P_WINO_UP: u (36, 4 cout, cin) from a transposed convolution's w
 	 *   (cin, cout, 4, 4) (k 4): phase (py, px) of output channel co is the
-	 *   2x2 kernel of taps 3 - py - 2 a, 3 - px - 2 b. */
+	 *   2x2 kernel of taps 3 - py - 2 a, 3 - px - 2 b;
+	 * P2P_WINO_DOWN: u (36, cout, 4 cin) from a stride-2 convolution's w
+	 *   (cout, cin, 4, 4) (k 4): column 4 ci + 2 py + px is the 2x2 kernel
+	 *   of taps 2 a + py, 2 b + px, for wino_in's s2. */
 	void (*wino_weights)(const float *w, int cout, int cin, int k, int mode, float *u);
 };
 

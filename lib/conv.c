@@ -531,7 +531,9 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
  * px) of output channel co is output channel (py * 2 + px) * cout + co of a
  * 2x2 convolution with 4 cout outputs, so the four phases share one input
  * transform and one set of GEMMs, four times as tall, and wino_out_up
- * interleaves them into y.
+ * interleaves them into y. A 4x4 stride-2 pad-1 convolution is a 2x2 one
+ * over the space-to-depth of its input (4 cin channels, each a phase of the
+ * input's rows and columns), which wino_in reads straight from x.
  *
  * Images are cut into chunks of tile rows, or, where an image has fewer
  * than WINO_TILES tiles, chunks of whole images side by side in the
@@ -543,12 +545,15 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
 #endif
 #define WINO_SLOTS 4
 
-/* The stride-1 convolution that runs: g, or a transposed g's four phases. */
+/* The stride-1 convolution that runs: g, a transposed g's four phases, or
+ * a stride-2 g over its input's space-to-depth. */
 static p2p_conv wino_geom(const p2p_conv *g)
 {
 	p2p_conv e = *g;
 	if (g->transposed)
 		p2p_conv2d_init(&e, g->n, g->cin, g->h, g->w, 4 * g->cout, 2, 1, 1);
+	else if (g->stride == 2)
+		p2p_conv2d_init(&e, g->n, 4 * g->cin, g->h / 2 + 1, g->w / 2 + 1, g->cout, 2, 1, 0);
 	return e;
 }
 
@@ -562,20 +567,22 @@ static int wino_can(const p2p_backend *be, const p2p_conv *g)
 		return 0;
 	if (g->transposed)
 		return be->wino_out_up && g->k == 4 && g->stride == 2 && g->pad == 1;
+	if (g->stride == 2)
+		return be->wino_out && g->k == 4 && g->pad == 1 && g->h % 2 == 0 && g->w % 2 == 0;
 	return be->wino_out && (g->k == 3 || g->k == 4) && g->stride == 1 && g->pad < g->k;
 }
 
 /* Below 16 tiles an image, the 36 weight matrices are read for too little
  * work: D's 4x4 layer at 8x8 ran at 0.6 times the direct convolution. The
- * transposed ones, whose weights are 4 times as tall, want 32 tiles over
- * the batch (U-Net's 1024->256 at 16x16: 0.8 times the direct one alone,
- * 1.15 times by two) and 16 output channels (at 3, the transforms cost
- * more than the products save). */
+ * stride-2 forms, whose weights are 4 times as large, want 32 tiles over
+ * the batch (U-Net's 1024->256 transposed at 16x16: 0.8 times the direct
+ * one alone, 1.15 times by two) and 16 channels each side (with 3, the
+ * transforms cost more than the products save). */
 int p2p_conv_wino_ok(const p2p_backend *be, const p2p_conv *g)
 {
 	p2p_conv e = wino_geom(g);
 	long per = (long)wino_th(&e) * wino_tw(&e);
-	if (g->transposed && (g->n * per < 32 || g->cout < 16))
+	if (g->stride == 2 && (g->n * per < 32 || g->cout < 16 || g->cin < 16))
 		return 0;
 	return wino_can(be, g) && per >= 16;
 }
@@ -619,7 +626,7 @@ size_t p2p_conv_wino_ws(const p2p_conv *g)
 {
 	p2p_conv t, e = wino_geom(g);
 	size_t a = wino_slot(&e);
-	size_t b = !g->transposed && p2p_conv_wino_input_grad(&t, g) == 0 ? wino_slot(&t) : 0;
+	size_t b = g->stride == 1 && p2p_conv_wino_input_grad(&t, g) == 0 ? wino_slot(&t) : 0;
 	return WINO_SLOTS * (a > b ? a : b);
 }
 
@@ -646,11 +653,12 @@ static void wino_item(void *ctx, long i, int slot)
 		t0 = (int)(i % j->per_image) * j->rows, t1 = t0 + j->rows < th ? t0 + j->rows : th;
 	}
 	long tn = (long)(t1 - t0) * tw, T = ni * tn;
-	size_t xs = (size_t)e->cin * e->h * e->w, ys = (size_t)g->cout * g->oh * g->ow;
+	size_t xs = (size_t)g->cin * g->h * g->w, ys = (size_t)g->cout * g->oh * g->ow;
 	float *v = j->ws + slot * j->slot_n, *m = v + 36L * e->cin * T;
+	int s2 = !g->transposed && g->stride == 2;
 	for (int s = 0; s < ni; s++)
-		j->be->wino_in(j->x + (img + s) * xs, e->cin, e->h, e->w, e->k, e->pad, t0, t1,
-		               v + s * tn, T);
+		j->be->wino_in(j->x + (img + s) * xs, g->cin, g->h, g->w, e->k, e->pad, t0, t1,
+		               v + s * tn, T, s2);
 	/* m[xi] (cout, T) = u[xi] (cout, cin) * v[xi] (cin, T), for the 36 xi */
 	j->be->gemm_batched(0, 0, e->cout, T, e->cin, 1, j->u, e->cin, (long)e->cout * e->cin,
 	                    v, T, (long)e->cin * T, 0, m, T, (long)e->cout * T, 36);
@@ -686,8 +694,9 @@ int p2p_conv2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
                             float *ws, size_t ws_n)
 {
 	if (g->transposed || !wino_can(be, g))
-		return p2p_err("conv: Winograd needs a stride-1 convolution with a 3x3 or 4x4 kernel "
-		               "and a backend with its transforms");
+		return p2p_err("conv: Winograd needs a stride-1 convolution with a 3x3 or 4x4 kernel, "
+		               "or a 4x4 stride-2 pad-1 one of an even size, and a backend with its "
+		               "transforms");
 	return wino_forward(be, g, y, x, u, b, ws, ws_n);
 }
 

@@ -554,6 +554,7 @@ typedef struct {
 	const float *b;
 	int c, h, w, k, pad, oh, ow, t0, t1;
 	long ld;
+	int s2;
 } wino_args;
 
 /* The transforms sweep blocks of tiles: rows of few tiles (13 at 64x64
@@ -587,16 +588,20 @@ static int blk_next(wino_blk *b, int tw, int t0, int t1)
 /* Tile rows [t0, t1) of channels [c0, c1) of x (c, h, w) into v (36, c, ld),
  * columns [0, T), T = (t1 - t0) * tw: element (xi, ci, tile) of the
  * transformed patches. Tiles of m = 7 - k outputs a side over the output
- * (oh, ow); tile (ty, tx) reads rows and columns m ty - pad .. + 5 of x. */
+ * (oh, ow); tile (ty, tx) reads rows and columns m ty - pad .. + 5 of x.
+ * s2: x is (c / 4, 2 (h - 1), 2 (w - 1)), read as its space-to-depth
+ * (cpu_wino_in). */
 static void wino_in_range(void *ctx, long c0, long c1)
 {
 	const wino_args *q = ctx;
 	int h = q->h, w = q->w, m = 7 - q->k, tw = (q->ow + m - 1) / m;
+	int sh = 2 * (h - 1), sw = 2 * (w - 1);     /* s2: x's own size */
 	long cs = (long)q->c * q->ld;
 	float ph[5][TB + 2], hz[6][6][TB];  /* a row's m phases; rows x B^T columns */
 	float prow[5 * TB + 16];            /* a row's columns m tb - pad .., zero outside */
 	for (long ci = c0; ci < c1; ci++) {
-		const float *xp = q->x + ci * h * w;
+		const float *xp = q->s2 ? q->x + ci / 4 * sh * sw : q->x + ci * h * w;
+		int py = (int)(ci >> 1 & 1), px = (int)(ci & 1);
 		wino_blk bk = {0};
 		while (blk_next(&bk, tw, q->t0, q->t1)) {
 			int n = bk.tn, x0 = m * bk.tb - q->pad, len = m * (n + 2);
@@ -606,6 +611,21 @@ static void wino_in_range(void *ctx, long c0, long c1)
 					int a = x0 < 0 ? -x0 : 0, b = x0 + len > w ? w - x0 : len;
 					if (iy < 0 || iy >= h || b <= a) {
 						memset(prow, 0, len * sizeof *prow);
+					} else if (q->s2) {
+						/* x[ci / 4][2 iy + py - 1][2 ix + px - 1], zero outside */
+						int sy = 2 * iy + py - 1;
+						const float *src = xp + (long)sy * sw + 2 * x0 + px - 1;
+						int a2 = 2 * x0 + px - 1 < 0 ? 1 : 0;
+						int b2 = (sw - (2 * x0 + px - 1) + 1) / 2;
+						b2 = b2 < len ? b2 : len;
+						if (sy < 0 || sy >= sh)
+							a2 = b2 = 0;
+						for (int t = 0; t < a2 && t < len; t++)
+							prow[t] = 0;
+						SIMD for (int t = a2; t < b2; t++)
+							prow[t] = src[2 * t];
+						for (int t = b2 > a2 ? b2 : a2; t < len; t++)
+							prow[t] = 0;
 					} else {
 						/* columns x0 .. x0 + len - 1 of the row, zero outside it */
 						memset(prow, 0, a * sizeof *prow);
@@ -657,11 +677,15 @@ static void wino_in_range(void *ctx, long c0, long c1)
 	}
 }
 
+/* s2: x (c, h, w), h and w even, is read as (4 c, h / 2 + 1, w / 2 + 1),
+ * its space-to-depth (backend.h) */
 static void cpu_wino_in(const float *x, int c, int h, int w, int k, int pad, int t0, int t1,
-                        float *v, long ld)
+                        float *v, long ld, int s2)
 {
+	if (s2)
+		c *= 4, h = h / 2 + 1, w = w / 2 + 1;
 	int oh = h + 2 * pad - k + 1, ow = w + 2 * pad - k + 1;
-	wino_args q = {x, v, NULL, c, h, w, k, pad, oh, ow, t0, t1, ld};
+	wino_args q = {x, v, NULL, c, h, w, k, pad, oh, ow, t0, t1, ld, s2};
 	long work = (long)c * (t1 - t0) * (7 - k) * ow * 12;
 	p2p_pool_run(c, parts_for(work, c), wino_in_range, &q);
 }
@@ -795,7 +819,7 @@ static void wino_out_range(void *ctx, long k0, long k1)
 static void cpu_wino_out(const float *m, long ld, int c, int oh, int ow, int k, int t0, int t1,
                          const float *b, float *y)
 {
-	wino_args q = {m, y, b, c, 0, 0, k, 0, oh, ow, t0, t1, ld};
+	wino_args q = {m, y, b, c, 0, 0, k, 0, oh, ow, t0, t1, ld, 0};
 	long work = (long)c * (t1 - t0) * (7 - k) * ow * 12;
 	p2p_pool_run(c, parts_for(work, c), wino_out_range, &q);
 }
@@ -848,7 +872,7 @@ static void wino_up_range(void *ctx, long k0, long k1)
 static void cpu_wino_out_up(const float *m, long ld, int c, int oh, int ow, int t0, int t1,
                             const float *b, float *y)
 {
-	wino_args q = {m, y, b, c, 0, 0, 2, 0, oh, ow, t0, t1, ld};
+	wino_args q = {m, y, b, c, 0, 0, 2, 0, oh, ow, t0, t1, ld, 0};
 	long work = 4L * c * (t1 - t0) * 5 * ow * 12;
 	p2p_pool_run(c, parts_for(work, c), wino_up_range, &q);
 }
@@ -875,6 +899,10 @@ static wt_kernel wt_pick(const wt_args *q, long a, int b)
 	switch (q->mode) {
 	case P2P_WINO_GRAD:     /* (ci, co): w[co][ci] turned 180 degrees */
 		return (wt_kernel){q->w + ((size_t)b * cin + a) * kk, k, k, -1, kk - 1};
+	case P2P_WINO_DOWN: {   /* (co, 4 ci + phase): taps 2 t + p of w[co][ci] (4x4) */
+		int ci = b / 4, py = b >> 1 & 1, px = b & 1;
+		return (wt_kernel){q->w + ((size_t)a * cin + ci) * 16, 2, 4, 2, py * 4 + px};
+	}
 	case P2P_WINO_UP: {     /* (phase, co, ci): taps 3 - p - 2 t of w[ci][co] (4x4) */
 		int ph = (int)(a / q->cout), co = (int)(a % q->cout), py = ph >> 1, px = ph & 1;
 		return (wt_kernel){q->w + ((size_t)b * q->cout + co) * 16, 2, 4, -2,
@@ -894,7 +922,8 @@ static void wino_weights_range(void *ctx, long a0, long a1)
 	};
 	const wt_args *q = ctx;
 	int up = q->mode == P2P_WINO_UP, tr = q->mode == P2P_WINO_GRAD;
-	int rows = up ? 4 * q->cout : tr ? q->cin : q->cout, cols = tr ? q->cout : q->cin;
+	int rows = up ? 4 * q->cout : tr ? q->cin : q->cout;
+	int cols = tr ? q->cout : q->mode == P2P_WINO_DOWN ? 4 * q->cin : q->cin;
 	size_t plane = (size_t)rows * cols;
 	for (long a = a0; a < a1; a++)
 		for (int b = 0; b < cols; b++) {
@@ -927,7 +956,7 @@ static void wino_weights_range(void *ctx, long a0, long a1)
 
 static void cpu_wino_weights(const float *w, int cout, int cin, int k, int mode, float *u)
 {
-	wt_args q = {w, u, cout, cin, mode == P2P_WINO_UP ? 2 : k, mode};
+	wt_args q = {w, u, cout, cin, mode == P2P_WINO_UP || mode == P2P_WINO_DOWN ? 2 : k, mode};
 	long rows = mode == P2P_WINO_UP ? 4L * cout : mode == P2P_WINO_GRAD ? cin : cout;
 	p2p_pool_run(rows, parts_for((long)cout * cin * 100, rows), wino_weights_range, &q);
 }

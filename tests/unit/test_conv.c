@@ -579,20 +579,24 @@ static double at_of(int m, int i, int a)
  * the tile's): kernel k (tiles of m = 7 - k), pad p; the output is oh x ow.
  * v's rows are ld = T + 3 long: the 3 columns past T must stay as they were.
  * up: wino_out_up, y (c/4, 2 (oh - 1), 2 (ow - 1)) from the four phases. */
-static void wino_ops_up(int c, int h, int w, int k, int p, int t0, int t1, int up)
+static void wino_ops_mode(int c, int h, int w, int k, int p, int t0, int t1, int up, int s2)
 {
+	int sh = h, sw = w, sc = c;        /* s2: x's own size, read as (4 c, h/2 + 1, w/2 + 1) */
+	if (s2)
+		c *= 4, h = h / 2 + 1, w = w / 2 + 1;
 	int m = 7 - k, oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1, tw = (ow + m - 1) / m;
 	long T = (long)(t1 - t0) * tw, ld = T + 3;
 	int yc = up ? c / 4 : c, yh = up ? 2 * (oh - 1) : oh, yw = up ? 2 * (ow - 1) : ow;
 	size_t ny = (size_t)yc * yh * yw;
-	float *x = malloc((size_t)c * h * w * 4), *v = malloc(36 * c * ld * 4);
+	size_t nx = (size_t)sc * sh * sw;
+	float *x = malloc(nx * 4), *v = malloc(36 * c * ld * 4);
 	float *y = malloc(ny * 4), *b = malloc(c * 4);
-	fill(x, (size_t)c * h * w), fill(b, c);
+	fill(x, nx), fill(b, c);
 	for (long i = 0; i < 36 * c * ld; i++)
 		v[i] = 7e9f;
 	for (size_t i = 0; i < ny; i++)
 		y[i] = 1e9f;            /* rows outside [t0, t1) must stay */
-	be->wino_in(x, c, h, w, k, p, t0, t1, v, ld);
+	be->wino_in(x, sc, sh, sw, k, p, t0, t1, v, ld, s2);
 	double ein = 0, min_ = 1e-30, mout = 1e-30;     /* errors over the largest value */
 	int kept = 1;
 	for (int ci = 0; ci < c; ci++) {
@@ -601,9 +605,12 @@ static void wino_ops_up(int c, int h, int w, int k, int p, int t0, int t1, int u
 			double d[6][6], e[6][6];
 			for (int r = 0; r < 6; r++)
 				for (int q = 0; q < 6; q++) {
-					int iy = m * ty - p + r, ix = m * tx - p + q;
-					d[r][q] = iy >= 0 && iy < h && ix >= 0 && ix < w
-					          ? x[((size_t)ci * h + iy) * w + ix] : 0;
+					int iy = m * ty - p + r, ix = m * tx - p + q, pl = ci;
+					if (s2)   /* x' (4 c, h, w) from x (c, sh, sw) */
+						pl = ci / 4, iy = 2 * iy + (ci >> 1 & 1) - 1,
+						ix = 2 * ix + (ci & 1) - 1;
+					d[r][q] = iy >= 0 && iy < sh && ix >= 0 && ix < sw
+					          ? x[((size_t)pl * sh + iy) * sw + ix] : 0;
 				}
 			for (int i = 0; i < 6; i++)
 				for (int q = 0; q < 6; q++) {
@@ -659,45 +666,62 @@ static void wino_ops_up(int c, int h, int w, int k, int p, int t0, int t1, int u
 			}
 	ein /= min_, eout /= mout;
 	CHECKF(ein < 1e-6 && eout < 1e-6 && kept, "wino ops%s c%d %dx%d k%d p%d tiles %d..%d: in "
-	       "%.1e out %.1e%s", up ? " up" : "", c, h, w, k, p, t0, t1, ein, eout,
+	       "%.1e out %.1e%s", up ? " up" : s2 ? " s2" : "", c, h, w, k, p, t0, t1, ein, eout,
 	       kept ? "" : ", values outside written");
 	free(x), free(v), free(y), free(b);
 }
 
 static void wino_ops(int c, int h, int w, int k, int p, int t0, int t1)
 {
-	wino_ops_up(c, h, w, k, p, t0, t1, 0);
+	wino_ops_mode(c, h, w, k, p, t0, t1, 0, 0);
 }
 
-/* ConvTranspose2d 4x4 stride 2 pad 1 by Winograd against the reference;
- * threads and a one-chunk workspace give the same bits. */
-static void wino_up_layer(int n, int cin, int h, int w, int cout, size_t cap)
+/* ConvTranspose2d (up) or Conv2d (down) 4x4 stride 2 pad 1 by Winograd
+ * against the reference; threads and a one-chunk workspace give the same
+ * bits. */
+static void wino_s2_layer(int up, int n, int cin, int h, int w, int cout, size_t cap)
 {
 	p2p_conv g;
-	p2p_convt2d_init(&g, n, cin, h, w, cout, 4, 2, 1);
-	int tiles = (h + 5) / 5 * ((w + 5) / 5);
-	CHECK(p2p_conv_wino_ok(be, &g) == (tiles >= 16 && n * tiles >= 32 && cout >= 16));
+	(up ? p2p_convt2d_init : p2p_conv2d_init)(&g, n, cin, h, w, cout, 4, 2, 1);
+	int tiles = up ? (h + 5) / 5 * ((w + 5) / 5) : (h / 2 + 4) / 5 * ((w / 2 + 4) / 5);
+	CHECK(p2p_conv_wino_ok(be, &g) ==
+	      (tiles >= 16 && n * tiles >= 32 && cout >= 16 && cin >= 16));
 	rel r = rel_of(&g);
 	size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * cout * g.oh * g.ow;
 	size_t nw = (size_t)cout * cin * 16, wsn = p2p_conv_wino_ws(&g);
 	float *x = malloc(nx * 4), *y = malloc(ny * 4), *y2 = malloc(ny * 4), *w_ = malloc(nw * 4);
 	float *b = malloc(cout * 4), *u = malloc(36 * 4 * nw / 16 * 4), *ws = malloc(wsn * 4);
 	fill(x, nx), fill(w_, nw), fill(b, cout);
-	be->wino_weights(w_, cout, cin, 4, P2P_WINO_UP, u);
-	CHECK(p2p_convt2d_forward_wino(be, &g, y, x, u, b, ws, wsn) == 0);
-	double ey = rel_err(y, 0, ny, cap, ref_big, &r, w_, x, b, g.oh * g.ow);
-	CHECKF(ey < 2e-5, "wino up n%d %d->%d %dx%d: y %.2e", n, cin, cout, h, w, ey);
-	printf("# wino up n%d %d->%d %dx%d       y %.1e\n", n, cin, cout, h, w, ey);
+	be->wino_weights(w_, cout, cin, 4, up ? P2P_WINO_UP : P2P_WINO_DOWN, u);
+	int (*fwd)(const p2p_backend *, const p2p_conv *, float *, const float *, const float *,
+	           const float *, float *, size_t) =
+		up ? p2p_convt2d_forward_wino : p2p_conv2d_forward_wino;
+	CHECK(fwd(be, &g, y, x, u, b, ws, wsn) == 0);
+	double ey = up ? rel_err(y, 0, ny, cap, ref_big, &r, w_, x, b, g.oh * g.ow)
+	               : rel_err(y, 0, ny, cap, ref_small, &r, w_, x, b, g.oh * g.ow);
+	const char *what = up ? "up" : "down";
+	CHECKF(ey < 2e-5, "wino %s n%d %d->%d %dx%d: y %.2e", what, n, cin, cout, h, w, ey);
+	printf("# wino %s n%d %d->%d %dx%d       y %.1e\n", what, n, cin, cout, h, w, ey);
 	int before = p2p_pool_threads(), same = 1;
 	for (int th = 1; th <= 3; th++) {
 		be->set_threads(th);
-		p2p_convt2d_forward_wino(be, &g, y2, x, u, b, ws, th == 3 ? wsn / 4 : wsn);
+		fwd(be, &g, y2, x, u, b, ws, th == 3 ? wsn / 4 : wsn);
 		same &= !memcmp(y, y2, ny * 4);
 	}
 	be->set_threads(before);
-	CHECKF(same, "wino up n%d %d->%d %dx%d: threads or workspace change the bits", n, cin,
-	       cout, h, w);
+	CHECKF(same, "wino %s n%d %d->%d %dx%d: threads or workspace change the bits", what, n,
+	       cin, cout, h, w);
 	free(x), free(y), free(y2), free(w_), free(b), free(u), free(ws);
+}
+
+static void wino_up_layer(int n, int cin, int h, int w, int cout, size_t cap)
+{
+	wino_s2_layer(1, n, cin, h, w, cout, cap);
+}
+
+static void wino_down_layer(int n, int cin, int h, int w, int cout, size_t cap)
+{
+	wino_s2_layer(0, n, cin, h, w, cout, cap);
 }
 
 /* The layer and the input gradient through turned weights against the
@@ -774,9 +798,12 @@ static void test_winograd(void)
 	wino_ops(2, 10, 9, 4, 3, 2, 5);
 	wino_ops(2, 8, 8, 2, 1, 0, 2);          /* 9x9 output: a partial tile */
 	wino_ops(1, 14, 9, 2, 1, 1, 3);
-	wino_ops_up(8, 8, 8, 2, 1, 0, 2, 1);
-	wino_ops_up(4, 9, 14, 2, 1, 1, 2, 1);
-	wino_ops_up(4, 4, 5, 2, 1, 0, 1, 1);
+	wino_ops_mode(8, 8, 8, 2, 1, 0, 2, 1, 0);
+	wino_ops_mode(4, 9, 14, 2, 1, 1, 2, 1, 0);
+	wino_ops_mode(4, 4, 5, 2, 1, 0, 1, 1, 0);
+	wino_ops_mode(2, 16, 16, 2, 0, 0, 2, 0, 1);     /* 8x8 output: a partial tile */
+	wino_ops_mode(1, 22, 12, 2, 0, 1, 3, 0, 1);
+	wino_ops_mode(3, 4, 2, 2, 0, 0, 1, 0, 1);
 	wino_layer(1, 3, 8, 8, 4, 3, 1, 3000);
 	wino_layer(2, 5, 13, 10, 7, 3, 1, 3000);
 	wino_layer(1, 4, 6, 17, 3, 3, 1, 3000);
@@ -792,18 +819,24 @@ static void test_winograd(void)
 	wino_up_layer(3, 5, 8, 6, 3, 3000);           /* several images a chunk */
 	wino_up_layer(2, 4, 24, 19, 3, 3000);
 	wino_up_layer(1, 3, 61, 40, 2, 3000);         /* several chunks of tile rows */
+	wino_down_layer(1, 3, 8, 8, 2, 3000);
+	wino_down_layer(3, 5, 16, 12, 3, 3000);       /* several images a chunk */
+	wino_down_layer(1, 2, 122, 80, 3, 3000);      /* several chunks of tile rows */
 	if (slow_ok) {
 		wino_up_layer(3, 256, 16, 16, 128, 400);  /* the U-Net's at 256 */
 		wino_up_layer(2, 128, 64, 64, 32, 400);
+		wino_down_layer(2, 64, 128, 128, 128, 400);   /* the U-Net's at 256 */
+		wino_down_layer(4, 256, 32, 32, 512, 400);
 		wino_layer(2, 64, 64, 64, 64, 3, 1, 400);
 		wino_layer(1, 128, 32, 32, 256, 3, 1, 400);
 		wino_layer(2, 256, 32, 32, 512, 4, 1, 400);   /* D's conv.3 at 256 */
 	}
 	/* refusals: a geometry it does not do, a workspace below one chunk */
 	p2p_conv g;
-	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 4, 2, 1);
+	p2p_conv2d_init(&g, 1, 2, 9, 8, 2, 4, 2, 1);     /* odd: no space-to-depth */
 	float tiny[4];
-	CHECK(!p2p_conv_wino_ok(be, &g));
+	CHECK(!p2p_conv_wino_ok(be, &g) &&
+	      p2p_conv2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1);
 	p2p_conv2d_init(&g, 1, 2, 8, 8, 2, 5, 1, 2);
 	CHECK(!p2p_conv_wino_ok(be, &g) &&
 	      p2p_conv2d_forward_wino(be, &g, tiny, tiny, tiny, NULL, tiny, 4) == -1);

@@ -158,9 +158,9 @@ static void tr_col2im_rows(const float *col, int c, int h, int w, int k, int str
 }
 
 static void tr_wino_in(const float *x, int c, int h, int w, int k, int pad, int t0, int t1,
-                       float *v, long ld)
+                       float *v, long ld, int s2)
 {
-	cpu->wino_in(R(x), c, h, w, k, pad, t0, t1, R(v), ld);
+	cpu->wino_in(R(x), c, h, w, k, pad, t0, t1, R(v), ld, s2);
 }
 
 static void tr_wino_out(const float *m, long ld, int c, int oh, int ow, int k, int t0, int t1,

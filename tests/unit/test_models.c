@@ -895,17 +895,22 @@ static void test_winograd_models(void)
 	for (int v = 0; v < 2; v++)
 		free(dx[v]), free(y[v]), p2p_patchgan_free(d[v]);
 	free(x), free(dy);
-	/* G at 64, ngf 16, batch 2: up.4 (32 -> 16 channels, 16x16 -> 32x32)
-	 * by Winograd; backward is direct, from the forward's activations */
+	/* G at 64, ngf 16, batch 2: down.1 (16 -> 32 channels, 32x32 -> 16x16)
+	 * and up.4 (32 -> 16 channels, 16x16 -> 32x32) by Winograd F(5x5, 2x2),
+	 * which rounds to about 1e-5 of a layer's largest value, more after the
+	 * InstanceNorm that follows (1e-4: PyTorch parity's limit); backward is
+	 * direct, from the forward's activations */
 	s = 64;
 	p2p_rng_seed(&rng, 12);
 	p2p_unet *u[2] = {unet(cpu, s, 16, n, 6, 0.2f), unet(&direct, s, 16, n, 6, 0.2f)};
 	CHECK(u[0] && u[1]);
 	if (!u[0] || !u[1])
 		return;
-	p2p_conv up4;
+	p2p_conv up4, down1;
 	p2p_convt2d_init(&up4, n, 32, 16, 16, 16, 4, 2, 1);
+	p2p_conv2d_init(&down1, n, 16, 32, 32, 32, 4, 2, 1);
 	CHECK(p2p_conv_wino_ok(cpu, &up4) && !p2p_conv_wino_ok(&direct, &up4));
+	CHECK(p2p_conv_wino_ok(cpu, &down1) && !p2p_conv_wino_ok(&direct, &down1));
 	nx = (size_t)n * s * s, ny = (size_t)n * 3 * s * s;
 	x = rvec(nx, 1), dy = rvec(ny, 1);
 	for (int v = 0; v < 2; v++) {
@@ -919,7 +924,7 @@ static void test_winograd_models(void)
 	}
 	ey = relmax(y[0], y[1], ny), ex = relmax(dx[0], dx[1], nx);
 	ew = relmax(gw[0], gw[1], p2p_unet_params(u[0])->total);
-	CHECKF(ey < 2e-5 && ex < 1e-4 && ew < 1e-4, "G by Winograd: y %.1e dx %.1e dw %.1e", ey, ex,
+	CHECKF(ey < 1e-4 && ex < 1e-4 && ew < 1e-4, "G by Winograd: y %.1e dx %.1e dw %.1e", ey, ex,
 	       ew);
 	printf("# G %d by Winograd against direct: y %.1e dx %.1e dw %.1e\n", s, ey, ex, ew);
 	/* new weights: taken up at the next forward, or, once they are said
@@ -932,7 +937,7 @@ static void test_winograd_models(void)
 	p2p_unet_weights_fixed(u[0], 1);
 	double ef = relmax(p2p_unet_forward(u[0], x, n, 0, 0, 0), y[1], ny);
 	double e2 = relmax(p2p_unet_forward(u[0], x, n, 0, 0, 0), y[1], ny);
-	CHECKF(ey < 2e-5 && ef < 2e-5 && e2 < 2e-5, "G by Winograd after new weights: y %.1e, "
+	CHECKF(ey < 1e-4 && ef < 1e-4 && e2 < 1e-4, "G by Winograd after new weights: y %.1e, "
 	       "fixed %.1e, again %.1e", ey, ef, e2);
 	for (int v = 0; v < 2; v++)
 		free(dx[v]), free(y[v]), p2p_unet_free(u[v]);
