@@ -190,9 +190,10 @@ static void bench_layer(const p2p_backend *be, const shape *L, double peak)
 /* ---- the layers the models run by Winograd ----
  * VGG16's 3x3 layers after the first and D's stride-1 4x4 conv.3 run
  * forward and input gradient by Winograd in training (VGG16 needs no weight
- * gradient: it is frozen). Both ways side by side, each rated by the direct
- * convolution's FLOPs, so that the ratio to sgemm is the speed a layer is
- * worth to a training step. */
+ * gradient: it is frozen); G's stride-2 layers from 128x128 to 16x16 run
+ * forward by Winograd F(5x5, 2x2). Both ways side by side, each rated by
+ * the direct convolution's FLOPs, so that the ratio to sgemm is the speed a
+ * layer is worth. */
 
 static double best_of(const p2p_backend *be, int wino, int dx, const p2p_conv *g, float **t,
                       size_t wsn)
@@ -232,16 +233,18 @@ static void bench_wino_layer(const p2p_backend *be, const shape *L, double peak)
 	(tr ? p2p_convt2d_init : p2p_conv2d_init)(&g, L->n, L->cin, L->hw, L->hw, L->cout, L->k,
 	                                          L->s, L->p);
 	size_t nx = (size_t)g.n * g.cin * g.h * g.w, ny = (size_t)g.n * g.cout * g.oh * g.ow;
-	size_t nw = (size_t)g.cin * g.cout * g.k * g.k, nu = 36 * (size_t)g.cin * g.cout * (tr ? 4 : 1);
+	int s2 = g.stride == 2;        /* the F(5x5, 2x2) forms: 4 times the weights, forward only */
+	size_t nw = (size_t)g.cin * g.cout * g.k * g.k, nu = 36 * (size_t)g.cin * g.cout * (s2 ? 4 : 1);
 	size_t a = p2p_conv_ws(&g), b = p2p_conv_wino_ws(&g), wsn = a > b ? a : b;
 	float *t[9] = {buf(be, nx, 0.1f), buf(be, ny, 0), buf(be, nx, 0), buf(be, ny, 0.01f),
 	               buf(be, nw, 0.02f), buf(be, nu, 0), buf(be, nu, 0), buf(be, g.cout, 0),
 	               buf(be, wsn, 0)};
-	be->wino_weights(t[4], g.cout, g.cin, g.k, tr ? P2P_WINO_UP : P2P_WINO_CONV, t[5]);
-	if (!tr)
+	be->wino_weights(t[4], g.cout, g.cin, g.k,
+	                 tr ? P2P_WINO_UP : s2 ? P2P_WINO_DOWN : P2P_WINO_CONV, t[5]);
+	if (!s2)
 		be->wino_weights(t[4], g.cout, g.cin, g.k, P2P_WINO_GRAD, t[6]);
 	double fl = (double)p2p_conv_flops(&g), tm[4];
-	int ways = tr ? 2 : 4;          /* the transposed ones: forward only */
+	int ways = s2 ? 2 : 4;
 	for (int i = 0; i < ways; i++)
 		tm[i] = best_of(be, i & 1, i >> 1, &g, t, wsn);
 	printf("%-4s %-6s %2d %4d->%-4d %4dx%-4d k%d s%d", L->net, tr ? "convT" : "conv", g.n, g.cin,
@@ -456,7 +459,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nl && !gonly && !wonly; i++)
 		bench_layer(be, &L[i], peak);
 	if (!gonly && be->wino_weights) {
-		printf("\nAs training runs them (Winograd), GF/s by the direct convolution's FLOPs:\n");
+		printf("\nAs the models run them (Winograd), GF/s by the direct convolution's FLOPs:\n");
 		printf("%-4s %-6s %2s %10s %9s %5s %8s %6s %5s %8s %6s %5s %8s %6s %5s %8s %6s %5s\n",
 		       "net", "layer", "n", "channels", "input", "", "fwd ms", "GF/s", "sgemm",
 		       "wino ms", "GF/s", "sgemm", "dx ms", "GF/s", "sgemm", "wino ms", "GF/s", "sgemm");
