@@ -63,20 +63,23 @@ int p2p_convt2d_backward(const p2p_backend *be, const p2p_conv *g,
                          const float *x, const float *w, float *ws, size_t ws_n);
 
 /* Winograd F(4x4, 3x3) and F(3x3, 4x4) for stride-1 Conv2d with a 3x3 or
- * 4x4 kernel (pad < k), and F(5x5, 2x2) for ConvTranspose2d 4x4 stride 2
- * pad 1 (as four 2x2 phases), where the backend has the transforms
- * (wino_in, wino_out, wino_out_up: the CPU's): a quarter of the direct
- * convolution's multiplications (0.36 for the transposed ones), the weights
- * transformed beforehand. Agrees with the direct forward to about 1e-5 of
- * the output's scale. ok: 1 when g and be allow it and it pays (16 tiles an
- * image or more; the forward takes any geometry be allows). ws: the
- * workspace it wants (less works, on fewer threads, down to one chunk's). */
+ * 4x4 kernel (pad < k), and F(5x5, 2x2) for Conv2d and ConvTranspose2d 4x4
+ * stride 2 pad 1 (as a 2x2 convolution over the input's space-to-depth, and
+ * as four 2x2 phases), where the backend has the transforms (wino_in,
+ * wino_out, wino_out_up: the CPU's): a quarter of the direct convolution's
+ * multiplications (0.36 for the stride-2 ones), the weights transformed
+ * beforehand. Agrees with the direct forward to about 1e-5 of the output's
+ * scale. ok: 1 when g and be allow it and it pays (16 tiles an image or
+ * more, and 16 channels each side for stride 2; never a function of the
+ * batch; the forward takes any geometry be allows). ws: the workspace it
+ * wants (less works, on fewer threads, down to one chunk's). */
 int p2p_conv_wino_ok(const p2p_backend *be, const p2p_conv *g);
 size_t p2p_conv_wino_ws(const p2p_conv *g);
 /* y (n, cout, oh, ow) = conv(x, w) + b (b may be NULL) with u made from w
- * by be->wino_weights (P2P_WINO_GRAD: the input gradient's, for the
- * geometry of p2p_conv_wino_input_grad). -1 + p2p_err if be cannot or ws_n
- * is too small. */
+ * by be->wino_weights (P2P_WINO_CONV; P2P_WINO_DOWN for stride 2;
+ * P2P_WINO_GRAD: the input gradient's, for the geometry of
+ * p2p_conv_wino_input_grad). -1 + p2p_err if be cannot or ws_n is too
+ * small. */
 int p2p_conv2d_forward_wino(const p2p_backend *be, const p2p_conv *g, float *y,
                             const float *x, const float *u, const float *b,
                             float *ws, size_t ws_n);

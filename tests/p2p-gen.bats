@@ -150,6 +150,17 @@ setup() {
 	cmp one/c.png three/c.png
 }
 
+@test "deterministic in any batch where layers run by Winograd (64x64, ngf 16)" {
+	# down.1 and the up convolution at 16x16 run by Winograd F(5x5, 2x2)
+	# on the CPU; whether they do must not depend on the batch
+	mkg G64.safetensors size=64 ngf=16 seed=3
+	mkdir h64
+	(cd h64 && heat p 20 20 64 && heat q 9 30 64 && heat r 40 12 64)
+	p2p-gen -m G64.safetensors -o one -b 1 h64/*.npy 2>/dev/null
+	p2p-gen -m G64.safetensors -o three -b 3 -t 1 h64/*.npy 2>/dev/null
+	for s in p q r; do cmp one/$s.png three/$s.png; done
+}
+
 @test "the filter: one .npy on stdin, one PNG on stdout" {
 	p2p-gen -m "$G" -o out "$H/b.npy" 2>/dev/null
 	run -0 --separate-stderr p2p-gen -m "$G" - < "$H/b.npy"
