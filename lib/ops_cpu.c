@@ -960,32 +960,52 @@ static void wino_weights_range(void *ctx, long a0, long a1)
 	int rows = up ? 4 * q->cout : tr ? q->cin : q->cout;
 	int cols = tr ? q->cout : q->mode == P2P_WINO_DOWN ? 4 * q->cin : q->cin;
 	size_t plane = (size_t)rows * cols;
+	int k = q->k;
+	float gr[6][4] = {{0}};              /* G's rows for this k */
+	for (int i = 0; i < 6; i++)
+		for (int y = 0; y < k; y++)
+			gr[i][y] = i < 5 ? G[i][y] : y == k - 1;
+	/* WB kernels at a time, the transforms vectorised across them, into o;
+	 * then each of the 36 planes' run of WB floats written at once: 36
+	 * scattered stores per kernel thrash the write buffers (U-Net's
+	 * 1024->256 layer makes 151 MB of them a step) */
+	enum { WB = 64 };
+	float g[4][4][WB], t[6][4][WB], o[36][WB];
 	for (long a = a0; a < a1; a++)
-		for (int b = 0; b < cols; b++) {
-			wt_kernel kn = wt_pick(q, a, b);
-			int k = kn.k;
-			float g[4][4], t[6][4], gr[6][4] = {{0}};
-			for (int y = 0; y < k; y++)
-				for (int x = 0; x < k; x++)
-					g[y][x] = kn.f[kn.first + kn.step * (y * kn.ks + x)];
-			for (int i = 0; i < 6; i++)
+		for (int b0 = 0; b0 < cols; b0 += WB) {
+			int nb = cols - b0 < WB ? cols - b0 : WB;
+			for (int bi = 0; bi < nb; bi++) {
+				wt_kernel kn = wt_pick(q, a, b0 + bi);
 				for (int y = 0; y < k; y++)
-					gr[i][y] = i < 5 ? G[i][y] : y == k - 1;
+					for (int x = 0; x < k; x++)
+						g[y][x][bi] = kn.f[kn.first + kn.step * (y * kn.ks + x)];
+			}
 			for (int i = 0; i < 6; i++)
 				for (int x = 0; x < k; x++) {
-					float v = 0;
-					for (int y = 0; y < k; y++)
-						v += gr[i][y] * g[y][x];
-					t[i][x] = v;
+					float *ti = t[i][x];
+					SIMD for (int bi = 0; bi < nb; bi++)
+						ti[bi] = 0;
+					for (int y = 0; y < k; y++) {
+						float c = gr[i][y];
+						const float *gy = g[y][x];
+						SIMD for (int bi = 0; bi < nb; bi++)
+							ti[bi] += c * gy[bi];
+					}
 				}
-			float *o = q->u + (size_t)a * cols + b;
 			for (int i = 0; i < 6; i++)
 				for (int j = 0; j < 6; j++) {
-					float v = 0;
-					for (int x = 0; x < k; x++)
-						v += t[i][x] * gr[j][x];
-					o[(i * 6 + j) * plane] = v;
+					float *oi = o[i * 6 + j];
+					SIMD for (int bi = 0; bi < nb; bi++)
+						oi[bi] = 0;
+					for (int x = 0; x < k; x++) {
+						float c = gr[j][x];
+						const float *tx = t[i][x];
+						SIMD for (int bi = 0; bi < nb; bi++)
+							oi[bi] += tx[bi] * c;
+					}
 				}
+			for (int xi = 0; xi < 36; xi++)
+				memcpy(q->u + xi * plane + (size_t)a * cols + b0, o[xi], nb * sizeof(float));
 		}
 }
 
