@@ -27,6 +27,7 @@
 #include "progress.h"
 #include "rng.h"
 #include "schedule.h"
+#include "step.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -251,15 +252,13 @@ typedef struct {
 	const p2p_backend *be;
 	int cpu;                    /* backend memory is host memory */
 	int S, P, bm;               /* image size, D's patch grid, batch capacity */
-	size_t ss, pp, nfeat;       /* S*S, P*P, VGG features per image */
+	size_t ss;                  /* S*S */
 	p2p_unet *G;
 	p2p_patchgan *D;
 	p2p_vgg *V;                 /* NULL without the perceptual loss */
-	p2p_adam ga, da;
+	p2p_step st;                /* the step: its buffers and the Adam states */
+	int n_all;                  /* the whole batch of this step (MPI) */
 	float *a, *b;               /* batch: A (bm, 1, S, S), real B (bm, 3, S, S) */
-	float *xd;                  /* D's input, (2 bm, 4, S, S): [A|real ; A|fake] */
-	float *dd, *dxd, *dfake;    /* gradients: D's output, D's input, G's output */
-	float *freal, *dfeat;       /* VGG features of the real batch, their gradient */
 	float *ha, *hb;             /* host staging for a and b (== a, b on the CPU;
 	                             * page-locked elsewhere, hb right after ha as b
 	                             * after a, so that a batch is one upload) */
@@ -359,20 +358,11 @@ static void dist_average_losses(double *loss, int k, int n, int n_all)
 		p2p_die_lib();
 }
 
-/* A rank whose share of a small last batch is empty still joins the sums
- * (with nothing) and takes both Adam steps, to stay in step. */
-static void dist_idle_step(trainer *t, int n_all, float lr_g, float lr_d, double *loss)
+/* The step's gradient hook: this rank's share n of the batch t->n_all. */
+static void step_grads(void *ctx, p2p_params *ps, int n)
 {
-	p2p_params *ps[2] = { p2p_patchgan_params(t->D), p2p_unet_params(t->G) };
-	p2p_adam *as[2] = { &t->da, &t->ga };
-	float lr[2] = { lr_d, lr_g };
-	for (int i = 0; i < 2; i++) {
-		p2p_params_zero_grad(ps[i]);
-		dist_average_grads(t, ps[i], 0, n_all);
-		as[i]->lr = lr[i];
-		p2p_adam_step(as[i], ps[i]);
-	}
-	memset(loss, 0, P2P_CKPT_NSUMS * sizeof *loss);
+	trainer *t = ctx;
+	dist_average_grads(t, ps, n, t->n_all);
 }
 
 static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int size, int n_train)
@@ -393,25 +383,18 @@ static void trainer_init(trainer *t, const opts *o, const p2p_backend *be, int s
 	if (o->lambda_perc > 0 && !(t->V = p2p_vgg_load(be, o->vgg16, size, t->bm)))
 		p2p_die_lib();
 	t->P = p2p_patchgan_out_size(t->D);
-	t->pp = (size_t)t->P * t->P;
-	t->nfeat = 256 * (t->ss / 16);
 	size_t bm = t->bm;
 	t->a = balloc(be, bm * 4 * t->ss);
 	t->b = t->a + bm * t->ss;
-	t->xd = balloc(be, 2 * bm * 4 * t->ss);
-	t->dd = balloc(be, 2 * bm * t->pp);
-	t->dxd = balloc(be, bm * 4 * t->ss);
-	t->dfake = balloc(be, bm * 3 * t->ss);
-	if (t->V) {
-		t->freal = balloc(be, bm * t->nfeat);
-		t->dfeat = balloc(be, bm * t->nfeat);
-	}
+	if (p2p_step_init(&t->st, be, t->G, t->D, t->V, t->bm, o->lambda_l1, o->lambda_perc,
+	                  (float)o->lr, (float)o->lr_d, (float)o->beta1, (float)o->beta2))
+		p2p_die_lib();
+	t->st.grads = step_grads;
+	t->st.grads_ctx = t;
 	stage_alloc(t);
 	t->hout = malloc(bm * 3 * t->ss * sizeof(float));
 	if (!t->ha || !t->hb || !t->hout)
 		p2p_die(1, "out of memory");
-	p2p_adam_init(&t->ga, (float)o->lr, (float)o->beta1, (float)o->beta2);
-	p2p_adam_init(&t->da, (float)o->lr_d, (float)o->beta1, (float)o->beta2);
 	t->seed_aug = subseed(o->seed, SEED_AUGMENT);
 	t->seed_drop = subseed(o->seed, SEED_DROPOUT);
 }
@@ -424,9 +407,8 @@ static void trainer_free(trainer *t)
 	else if (t->staged)
 		free(t->ha);
 	free(t->hout);
-	float *bufs[] = { t->a, t->xd, t->dd, t->dxd, t->dfake, t->freal, t->dfeat };
-	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-		be->free(bufs[i]);
+	be->free(t->a);
+	p2p_step_free(&t->st);
 	p2p_unet_free(t->G);
 	p2p_patchgan_free(t->D);
 	p2p_vgg_free(t->V);
@@ -618,8 +600,6 @@ static void pipeline_take(pipeline *pl, long e, int first, int n)
 	pthread_mutex_unlock(&pl->mu);
 }
 
-enum { L_D, L_G, L_GAN, L_L1, L_PERC };
-
 static const float *checked(const float *p)
 {
 	if (!p)
@@ -627,73 +607,17 @@ static const float *checked(const float *p)
 	return p;
 }
 
-/* One optimiser step of D then G on the n samples in t->a, t->b; the five
- * losses (as P2P_CKPT_NSUMS) into loss: this rank's share of a batch of
- * n_all (all of it without MPI). `sample` is the run-wide position
- * of the batch's first sample: G's dropout masks are drawn from it, sample
- * by sample. */
+/* One optimiser step of D then G on the n samples in t->a, t->b (lib/step);
+ * the five losses (as P2P_CKPT_NSUMS) into loss: this rank's share of a
+ * batch of n_all (all of it without MPI; a rank with no share still takes
+ * both Adam steps). `sample` is the run-wide position of the batch's first
+ * sample: G's dropout masks are drawn from it, sample by sample. */
 static void train_step(trainer *t, int n, int n_all, uint64_t sample, float lr_g, float lr_d,
                        double *loss)
 {
-	if (n == 0) {
-		dist_idle_step(t, n_all, lr_g, lr_d, loss);
-		return;
-	}
-	const p2p_backend *be = t->be;
-	const opts *o = t->o;
-	size_t ss = t->ss, pp = t->pp;
-	p2p_params *gp = p2p_unet_params(t->G), *dp = p2p_patchgan_params(t->D);
-
-	/* G forward once: D sees it detached, G's step differentiates it */
-	const float *fake = checked(p2p_unet_forward(t->G, t->a, n, 1, t->seed_drop, sample));
-	float *xfake = t->xd + (size_t)n * 4 * ss;
-	p2p_concat_forward(be, t->xd, t->a, t->b, n, 1, 3, ss);
-	p2p_concat_forward(be, xfake, t->a, fake, n, 1, 3, ss);
-
-	/* D: real and fake as one batch of 2n (InstanceNorm is per sample);
-	 * loss_D = (MSE(D(real), 1) + MSE(D(fake), 0)) / 2 */
-	p2p_params_zero_grad(dp);
-	const float *dout = checked(p2p_patchgan_forward(t->D, t->xd, 2 * n));
-	be->zero(t->dd, 2 * n * pp);
-	double lreal = p2p_mse_const_loss(be, dout, n * pp, 1.0f, t->dd, 0.5f);
-	double lfake = p2p_mse_const_loss(be, dout + n * pp, n * pp, 0.0f, t->dd + n * pp, 0.5f);
-	if (p2p_patchgan_backward(t->D, t->dd, NULL, 1))
+	t->n_all = n_all;
+	if (p2p_step_run(&t->st, t->a, t->b, n, t->seed_drop, sample, lr_g, lr_d, loss))
 		p2p_die_lib();
-	dist_average_grads(t, dp, n, n_all);
-	t->da.lr = lr_d;
-	p2p_adam_step(&t->da, dp);
-
-	/* G: fool the updated D, plus L1 and perceptual terms */
-	dout = checked(p2p_patchgan_forward(t->D, xfake, n));
-	be->zero(t->dd, n * pp);
-	double lgan = p2p_mse_const_loss(be, dout, n * pp, 1.0f, t->dd, 1.0f);
-	be->zero(t->dxd, n * 4 * ss);
-	if (p2p_patchgan_backward(t->D, t->dd, t->dxd, 0))
-		p2p_die_lib();
-	be->zero(t->dfake, n * 3 * ss);
-	p2p_concat_backward(be, NULL, t->dfake, t->dxd, n, 1, 3, ss);
-	double l1 = p2p_l1_loss(be, fake, t->b, n * 3 * ss, t->dfake, (float)o->lambda_l1);
-	double perc = 0;
-	if (t->V) {
-		be->copy(t->freal, checked(p2p_vgg_forward(t->V, t->b, n)), n * t->nfeat);
-		const float *ffake = checked(p2p_vgg_forward(t->V, fake, n));
-		be->zero(t->dfeat, n * t->nfeat);
-		perc = p2p_mse_loss(be, ffake, t->freal, n * t->nfeat, t->dfeat, (float)o->lambda_perc);
-		if (p2p_vgg_backward(t->V, t->dfeat, t->dfake))
-			p2p_die_lib();
-	}
-	p2p_params_zero_grad(gp);
-	if (p2p_unet_backward(t->G, t->dfake, NULL))
-		p2p_die_lib();
-	dist_average_grads(t, gp, n, n_all);
-	t->ga.lr = lr_g;
-	p2p_adam_step(&t->ga, gp);
-
-	loss[L_D] = 0.5 * (lreal + lfake);
-	loss[L_GAN] = lgan;
-	loss[L_L1] = l1;
-	loss[L_PERC] = perc;
-	loss[L_G] = lgan + o->lambda_l1 * l1 + o->lambda_perc * perc;
 }
 
 /* ---- validation and sample grids ---- */
@@ -932,7 +856,7 @@ static void save_last(trainer *t, const run_paths *rp, p2p_ckpt *ck, long *saved
 			bad_number(where, i ? "a parameter of D" : "a parameter of G", s, rp, *saved_step);
 		}
 	}
-	if (p2p_ckpt_save(rp->last, ck, p2p_unet_params(t->G), &t->ga, p2p_patchgan_params(t->D), &t->da))
+	if (p2p_ckpt_save(rp->last, ck, p2p_unet_params(t->G), &t->st.ga, p2p_patchgan_params(t->D), &t->st.da))
 		p2p_die_lib();
 	*saved_step = ck->step;
 }
@@ -1005,8 +929,8 @@ static void dist_start(run *r)
 	struct {
 		long epoch, batch, step, best_epoch, saved_step, gsteps, dsteps;
 		double best, sums[P2P_CKPT_NSUMS];
-	} at = { ck->epoch, ck->batch, ck->step, ck->best_epoch, r->saved_step, r->t.ga.step,
-	         r->t.da.step, ck->best_val_l1, { 0 } };
+	} at = { ck->epoch, ck->batch, ck->step, ck->best_epoch, r->saved_step, r->t.st.ga.step,
+	         r->t.st.da.step, ck->best_val_l1, { 0 } };
 	memcpy(at.sums, ck->sums, sizeof at.sums);
 	if (p2p_dist_bcast(&at, sizeof at, 0))
 		p2p_die_lib();
@@ -1017,8 +941,8 @@ static void dist_start(run *r)
 	ck->best_val_l1 = at.best;
 	memcpy(ck->sums, at.sums, sizeof at.sums);
 	r->saved_step = at.saved_step;
-	r->t.ga.step = at.gsteps;
-	r->t.da.step = at.dsteps;
+	r->t.st.ga.step = at.gsteps;
+	r->t.st.da.step = at.dsteps;
 }
 
 /* A signal may reach the ranks at different steps: they stop together, at
@@ -1108,8 +1032,8 @@ static void run_resume(run *r)
 	if (old.batch > 0 && old.n_train != r->train.n)
 		p2p_die(1, "%s: stopped inside an epoch of %ld train samples, the train split now "
 		        "has %d: pass --no-resume to start over", last, old.n_train, r->train.n);
-	if (p2p_ckpt_restore(st, last, p2p_unet_params(r->t.G), &r->t.ga,
-	                     p2p_patchgan_params(r->t.D), &r->t.da))
+	if (p2p_ckpt_restore(st, last, p2p_unet_params(r->t.G), &r->t.st.ga,
+	                     p2p_patchgan_params(r->t.D), &r->t.st.da))
 		p2p_die_lib();
 	p2p_st_free(st);
 	ck->epoch = old.epoch;
@@ -1168,11 +1092,11 @@ static void epoch_end(run *r, double secs, long images, double lr_g, double lr_d
 		m[i] = ck->sums[i] / r->nb;
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddNumberToObject(j, "epoch", (double)e);
-	cJSON_AddNumberToObject(j, "loss_d", m[L_D]);
-	cJSON_AddNumberToObject(j, "loss_g", m[L_G]);
-	cJSON_AddNumberToObject(j, "loss_g_gan", m[L_GAN]);
-	cJSON_AddNumberToObject(j, "loss_g_l1", m[L_L1]);
-	cJSON_AddNumberToObject(j, "loss_g_perc", m[L_PERC]);
+	cJSON_AddNumberToObject(j, "loss_d", m[P2P_LOSS_D]);
+	cJSON_AddNumberToObject(j, "loss_g", m[P2P_LOSS_G]);
+	cJSON_AddNumberToObject(j, "loss_g_gan", m[P2P_LOSS_GAN]);
+	cJSON_AddNumberToObject(j, "loss_g_l1", m[P2P_LOSS_L1]);
+	cJSON_AddNumberToObject(j, "loss_g_perc", m[P2P_LOSS_PERC]);
 	cJSON_AddNumberToObject(j, "val_l1", vr->l1);
 	cJSON_AddNumberToObject(j, "val_psnr", vr->psnr);
 	cJSON_AddNumberToObject(j, "lr_g", lr_g);
@@ -1192,7 +1116,7 @@ static void epoch_end(run *r, double secs, long images, double lr_g, double lr_d
 	save_last(&r->t, &r->rp, ck, &r->saved_step);
 	if (r->say)
 		p2p_warn("epoch %ld/%ld: loss_D %.4f loss_G %.4f (L1 %.4f) val_L1 %.4f "
-		         "val_PSNR %.2f dB%s, %.1f s", e, o->epochs, m[L_D], m[L_G], m[L_L1],
+		         "val_PSNR %.2f dB%s, %.1f s", e, o->epochs, m[P2P_LOSS_D], m[P2P_LOSS_G], m[P2P_LOSS_L1],
 		         vr->l1, vr->psnr, best ? " (best)" : "", secs);
 }
 
@@ -1253,7 +1177,7 @@ static const char *run_epoch(run *r)
 		first += n;
 		images += n;
 		char extra[64];
-		snprintf(extra, sizeof extra, "D %.4f G %.4f", loss[L_D], loss[L_G]);
+		snprintf(extra, sizeof extra, "D %.4f G %.4f", loss[P2P_LOSS_D], loss[P2P_LOSS_G]);
 		p2p_progress_update(&pg, images, extra);
 		if (ck->batch == r->nb)
 			break;                  /* the epoch's end saves */

@@ -29,6 +29,7 @@
 #include "models.h"
 #include "ops_cuda.h"
 #include "rng.h"
+#include "step.h"
 #include "tensor.h"
 
 #define TOL 1e-4
@@ -366,9 +367,9 @@ static void trap_init(void)
 	trap_wide.conv_ws = tr_conv_ws;
 }
 
-/* ---- one training step, as cmd/p2p-train.c's train_step ---- */
+/* ---- one training step: lib/step's, which p2p-train runs ---- */
 
-enum { L_D, L_G, L_GAN, L_L1, L_PERC, NLOSS };
+#define NLOSS P2P_NLOSS
 static const char *const loss_name[NLOSS] = {"loss_D", "loss_G", "loss_G_GAN", "loss_G_L1",
                                              "loss_G_perc"};
 
@@ -379,12 +380,12 @@ static const char *const loss_name[NLOSS] = {"loss_D", "loss_G", "loss_G_GAN", "
 typedef struct {
 	const p2p_backend *be;
 	int S, n;
-	size_t ss, pp, nfeat;
+	size_t ss;
 	p2p_unet *G;
 	p2p_patchgan *D;
 	p2p_vgg *V;                 /* NULL: no perceptual loss */
-	p2p_adam ga, da;
-	float *a, *b, *xd, *dd, *dxd, *dfake, *freal, *dfeat;
+	p2p_step step;              /* its buffers, ga and da */
+	float *a, *b;
 	double loss[NLOSS];
 } stepper;
 
@@ -442,30 +443,23 @@ static void step_new(stepper *st, const p2p_backend *be, int S, int n, int ngf, 
 	p2p_params_init(p2p_unet_params(st->G), &r, 0.02f);
 	p2p_rng_seed2(&r, 42, 2);
 	p2p_params_init(p2p_patchgan_params(st->D), &r, 0.02f);
-	int P = p2p_patchgan_out_size(st->D);
-	st->pp = (size_t)P * P;
-	st->nfeat = 256 * (st->ss / 16);
 	size_t ss = st->ss;
 	st->a = must(be->alloc(n * ss));
 	st->b = must(be->alloc(n * 3 * ss));
-	st->xd = must(be->alloc(2 * n * 4 * ss));
-	st->dd = must(be->alloc(2 * n * st->pp));
-	st->dxd = must(be->alloc(n * 4 * ss));
-	st->dfake = must(be->alloc(n * 3 * ss));
-	st->freal = must(be->alloc(n * st->nfeat));
-	st->dfeat = must(be->alloc(n * st->nfeat));
 	be->upload(st->a, ha, n * ss);
 	be->upload(st->b, hb, n * 3 * ss);
-	p2p_adam_init(&st->ga, 2e-4f, 0.5f, 0.999f);
-	p2p_adam_init(&st->da, 1e-4f, 0.5f, 0.999f);
+	if (p2p_step_init(&st->step, be, st->G, st->D, st->V, n, LAMBDA_L1, LAMBDA_PERC, 2e-4f,
+	                  1e-4f, 0.5f, 0.999f)) {
+		printf("# out of backend memory: %s\n", p2p_errmsg());
+		exit(1);
+	}
 }
 
 static void step_free(stepper *st)
 {
-	const p2p_backend *be = st->be;
-	float *bufs[] = {st->a, st->b, st->xd, st->dd, st->dxd, st->dfake, st->freal, st->dfeat};
-	for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-		be->free(bufs[i]);
+	st->be->free(st->a);
+	st->be->free(st->b);
+	p2p_step_free(&st->step);
 	p2p_unet_free(st->G);
 	p2p_patchgan_free(st->D);
 	p2p_vgg_free(st->V);
@@ -483,48 +477,8 @@ static const float *ok(const float *p)
 static void step_run(stepper *st, uint64_t counter)
 {
 	const p2p_backend *be = st->be;
-	int n = st->n;
-	size_t ss = st->ss, pp = st->pp;
-	p2p_params *gp = p2p_unet_params(st->G), *dp = p2p_patchgan_params(st->D);
-
-	const float *fake = ok(p2p_unet_forward(st->G, st->a, n, 1, SEED_DROP, counter));
-	float *xfake = st->xd + (size_t)n * 4 * ss;
-	p2p_concat_forward(be, st->xd, st->a, st->b, n, 1, 3, ss);
-	p2p_concat_forward(be, xfake, st->a, fake, n, 1, 3, ss);
-
-	p2p_params_zero_grad(dp);
-	const float *dout = ok(p2p_patchgan_forward(st->D, st->xd, 2 * n));
-	be->zero(st->dd, 2 * n * pp);
-	double lreal = p2p_mse_const_loss(be, dout, n * pp, 1.0f, st->dd, 0.5f);
-	double lfake = p2p_mse_const_loss(be, dout + n * pp, n * pp, 0.0f, st->dd + n * pp, 0.5f);
-	CHECK(p2p_patchgan_backward(st->D, st->dd, NULL, 1) == 0);
-	p2p_adam_step(&st->da, dp);
-
-	dout = ok(p2p_patchgan_forward(st->D, xfake, n));
-	be->zero(st->dd, n * pp);
-	double lgan = p2p_mse_const_loss(be, dout, n * pp, 1.0f, st->dd, 1.0f);
-	be->zero(st->dxd, n * 4 * ss);
-	CHECK(p2p_patchgan_backward(st->D, st->dd, st->dxd, 0) == 0);
-	be->zero(st->dfake, n * 3 * ss);
-	p2p_concat_backward(be, NULL, st->dfake, st->dxd, n, 1, 3, ss);
-	double l1 = p2p_l1_loss(be, fake, st->b, n * 3 * ss, st->dfake, LAMBDA_L1);
-	double perc = 0;
-	if (st->V) {
-		be->copy(st->freal, ok(p2p_vgg_forward(st->V, st->b, n)), n * st->nfeat);
-		const float *ffake = ok(p2p_vgg_forward(st->V, fake, n));
-		be->zero(st->dfeat, n * st->nfeat);
-		perc = p2p_mse_loss(be, ffake, st->freal, n * st->nfeat, st->dfeat, LAMBDA_PERC);
-		CHECK(p2p_vgg_backward(st->V, st->dfeat, st->dfake) == 0);
-	}
-	p2p_params_zero_grad(gp);
-	CHECK(p2p_unet_backward(st->G, st->dfake, NULL) == 0);
-	p2p_adam_step(&st->ga, gp);
-
-	st->loss[L_D] = 0.5 * (lreal + lfake);
-	st->loss[L_GAN] = lgan;
-	st->loss[L_L1] = l1;
-	st->loss[L_PERC] = perc;
-	st->loss[L_G] = lgan + LAMBDA_L1 * l1 + (st->V ? LAMBDA_PERC : 0) * perc;
+	CHECKF(p2p_step_run(&st->step, st->a, st->b, st->n, SEED_DROP, counter, st->step.ga.lr,
+	                    st->step.da.lr, st->loss) == 0, "step: %s", p2p_errmsg());
 	int s = be->status ? be->status() : 0;
 	CHECKF(s == 0, "status after the step: %s", p2p_errmsg());
 }
@@ -824,8 +778,8 @@ static void test_trap_checkpoint(void)
 	                       p2p_patchgan_params(c.D), p2p_patchgan_params(t.D)};
 	for (int i = 0; i < 4; i++)
 		adam_fill(sets[i], i / 2);
-	c.ga.step = t.ga.step = 3;
-	c.da.step = t.da.step = 4;
+	c.step.ga.step = t.step.ga.step = 3;
+	c.step.da.step = t.step.da.step = 4;
 	char dir[] = "/tmp/p2p-cuda-step-XXXXXX";
 	CHECK(mkdtemp(dir) != NULL);
 	char pc[64], pt[64], gc[64], gt[64];
@@ -837,10 +791,10 @@ static void test_trap_checkpoint(void)
 	               .step = 1, .n_train = TN, .best_val_l1 = 0.5, .seed = 42,
 	               .config = "{}"};
 	ck.d.ndf = 8;
-	CHECK(p2p_ckpt_save(pc, &ck, p2p_unet_params(c.G), &c.ga, p2p_patchgan_params(c.D),
-	                    &c.da) == 0);
-	CHECK(p2p_ckpt_save(pt, &ck, p2p_unet_params(t.G), &t.ga, p2p_patchgan_params(t.D),
-	                    &t.da) == 0);
+	CHECK(p2p_ckpt_save(pc, &ck, p2p_unet_params(c.G), &c.step.ga, p2p_patchgan_params(c.D),
+	                    &c.step.da) == 0);
+	CHECK(p2p_ckpt_save(pt, &ck, p2p_unet_params(t.G), &t.step.ga, p2p_patchgan_params(t.D),
+	                    &t.step.da) == 0);
 	CHECKF(same_file(pc, pt), "%s and %s differ", pc, pt);
 	CHECK(p2p_ckpt_save_g(gc, &ck.g, p2p_unet_params(c.G), 1, 0.5) == 0);
 	CHECK(p2p_ckpt_save_g(gt, &ck.g, p2p_unet_params(t.G), 1, 0.5) == 0);
@@ -852,8 +806,8 @@ static void test_trap_checkpoint(void)
 	p2p_st *st = p2p_ckpt_open(pc, &old);
 	CHECKF(st != NULL, "%s", p2p_errmsg());
 	if (st) {
-		CHECK(p2p_ckpt_restore(st, pc, p2p_unet_params(r.G), &r.ga, p2p_patchgan_params(r.D),
-		                       &r.da) == 0);
+		CHECK(p2p_ckpt_restore(st, pc, p2p_unet_params(r.G), &r.step.ga, p2p_patchgan_params(r.D),
+		                       &r.step.da) == 0);
 		p2p_st_free(st);
 		p2p_ckpt_clear(&old);
 		const p2p_params *a = p2p_unet_params(r.G), *b = p2p_unet_params(c.G);
@@ -861,7 +815,7 @@ static void test_trap_checkpoint(void)
 		cmp_buf("restored G Adam m", a, a->m, b, b->m, NULL, NULL, 0);
 		const p2p_params *x = p2p_patchgan_params(r.D), *y = p2p_patchgan_params(c.D);
 		cmp_buf("restored D Adam v", x, x->v, y, y->v, NULL, NULL, 0);
-		CHECK(r.ga.step == c.ga.step && r.da.step == c.da.step);
+		CHECK(r.step.ga.step == c.step.ga.step && r.step.da.step == c.step.da.step);
 	}
 	unlink(pc), unlink(pt), unlink(gc), unlink(gt), rmdir(dir);
 	step_free(&c);
