@@ -6,6 +6,7 @@
 #include "jsonl.h"
 #include "npy.h"
 #include "atomic.h"
+#include "bytes.h"
 #include "image.h"
 #include "progress.h"
 
@@ -162,16 +163,6 @@ static int check_id(const char *id)
 	return 0;
 }
 
-static unsigned be16(const unsigned char *b)
-{
-	return (unsigned)b[0] << 8 | b[1];
-}
-
-static unsigned long be32(const unsigned char *b)
-{
-	return (unsigned long)be16(b) << 16 | be16(b + 2);
-}
-
 /* The size in a PNG's IHDR or a JPEG's SOF, read here: libvips' generic
  * open tries its loaders one after the other and cost more than drawing
  * the heatmap. 0 when found; -1 for any other file, or a header not as
@@ -184,9 +175,9 @@ static int header_size(const char *path, int *w, int *h)
 	unsigned char b[24];
 	unsigned long bw = 0, bh = 0;
 	ssize_t got = pread(fd, b, 24, 0);
-	if (got == 24 && memcmp(b, "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16) == 0) {
-		bw = be32(b + 16);
-		bh = be32(b + 20);
+	if (got == 24 && p2p_is_png(b, got) && memcmp(b + 8, "\0\0\0\x0dIHDR", 8) == 0) {
+		bw = p2p_be32(b + 16);
+		bh = p2p_be32(b + 20);
 	} else if (got >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
 		/* Marker segments up to the frame header: FF (and any fill FFs),
 		 * the marker, a big-endian length that counts itself, its data.
@@ -202,14 +193,14 @@ static int header_size(const char *path, int *w, int *h)
 				continue;
 			}
 			if (m == 0xC0 || m == 0xC1 || m == 0xC2 || m == 0xC9 || m == 0xCA) {
-				bh = be16(b + 5);       /* after the precision byte */
-				bw = be16(b + 7);
+				bh = p2p_be16(b + 5);       /* after the precision byte */
+				bw = p2p_be16(b + 7);
 				break;
 			}
 			int has_length = m == 0xC4 || m == 0xCC || (m >= 0xDB && m <= 0xDF) || m >= 0xE0;
-			if (!has_length || be16(b + 2) < 2)
+			if (!has_length || p2p_be16(b + 2) < 2)
 				break;                  /* any other frame, or the data: libvips' call */
-			at += 2 + be16(b + 2);
+			at += 2 + p2p_be16(b + 2);
 		}
 	}
 	close(fd);

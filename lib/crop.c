@@ -1,5 +1,6 @@
 #include "crop.h"
 #include "image.h"
+#include "bytes.h"
 #include "err.h"
 
 #include <dlfcn.h>
@@ -110,7 +111,7 @@ typedef int (*loader)(void *buf, size_t len, VipsImage **out, ...);
  * (ImageMagick, PDF, SVG) that libvips would otherwise try. */
 static loader sniff(const unsigned char *b, size_t n)
 {
-	if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+	if (p2p_is_png(b, n))
 		return vips_pngload_buffer;
 	if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
 		return vips_jpegload_buffer;
@@ -202,16 +203,11 @@ static void find_inflater(void)
 		dlclose(h);
 }
 
-static uint32_t be32(const unsigned char *b)
-{
-	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-}
-
 /* IHDR first, as PNG wants: 8-bit RGB (colour type 2), the standard
  * compression and filters, no interlace. */
 static int is_png_rgb8(const unsigned char *b, size_t n)
 {
-	return n >= 33 && be32(b + 8) == 13 && memcmp(b + 12, "IHDR", 4) == 0 && b[24] == 8 &&
+	return n >= 33 && p2p_be32(b + 8) == 13 && memcmp(b + 12, "IHDR", 4) == 0 && b[24] == 8 &&
 	       b[25] == 2 && b[26] == 0 && b[27] == 0 && b[28] == 0;
 }
 
@@ -270,9 +266,9 @@ static int png_decode(const p2p_crop_src *src, long w, long h, long last, unsign
 	size_t at = 8, idat = 0, first = 0;
 	int run = 0, ended = 0;     /* run: 0 before the IDATs, 1 in them, 2 after */
 	while (!ended && at + 12 <= n) {
-		size_t clen = be32(b + at);
+		size_t clen = p2p_be32(b + at);
 		const unsigned char *type = b + at + 4;
-		if (clen > n - at - 12 || inflater.crc32(0, type, clen + 4) != be32(b + at + 8 + clen))
+		if (clen > n - at - 12 || inflater.crc32(0, type, clen + 4) != p2p_be32(b + at + 8 + clen))
 			return -1;
 		if (memcmp(type, "IDAT", 4) == 0) {
 			if (run == 2)
@@ -300,8 +296,8 @@ static int png_decode(const p2p_crop_src *src, long w, long h, long last, unsign
 	if (!z || !out || !d)
 		goto done;
 	size_t got = 0, used = 0, made = 0;
-	for (at = first; got < idat; at += 12 + be32(b + at)) {
-		size_t clen = be32(b + at);
+	for (at = first; got < idat; at += 12 + p2p_be32(b + at)) {
+		size_t clen = p2p_be32(b + at);
 		memcpy(z + got, b + at + 8, clen);
 		got += clen;
 	}

@@ -1,5 +1,6 @@
 #include "image.h"
 #include "atomic.h"
+#include "bytes.h"
 #include "err.h"
 
 #include <stdint.h>
@@ -91,8 +92,6 @@ out:
 	return rc;
 }
 
-static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-
 /* A chunk type for a message: its four bytes when they are in 'A'..'z',
  * else "????" (the walk stops at the first bad length, so the type may be
  * anything). */
@@ -113,7 +112,7 @@ static int png_walk(size_t n, int (*head)(void *ctx, size_t at, unsigned char h[
 	for (size_t at = 8; at + 12 <= n; ) {
 		if (head(ctx, at, h))
 			return p2p_err("%s: cannot read its chunks", name);
-		uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+		uint32_t len = p2p_be32(h);
 		size_t left = n - at - 12;
 		if (len > left) {
 			/* IDAT is read in pieces, never allocated whole: one cut
@@ -138,7 +137,7 @@ static int mem_head(void *ctx, size_t at, unsigned char h[8])
 
 int p2p_png_check(const unsigned char *b, size_t n, const char *name)
 {
-	if (n < 8 || memcmp(b, png_sig, 8) != 0)
+	if (!p2p_is_png(b, n))
 		return 0;
 	return png_walk(n, mem_head, (void *)b, name);
 }
@@ -156,7 +155,7 @@ int p2p_png_check_file(const char *path)
 		return 0;       /* the loader says why */
 	unsigned char sig[8];
 	int rc = 0;
-	if (fread(sig, 1, 8, f) == 8 && memcmp(sig, png_sig, 8) == 0 && fseeko(f, 0, SEEK_END) == 0) {
+	if (fread(sig, 1, 8, f) == 8 && p2p_is_png(sig, 8) && fseeko(f, 0, SEEK_END) == 0) {
 		off_t n = ftello(f);
 		rc = n < 0 ? 0 : png_walk((size_t)n, file_head, f, path);
 	}
