@@ -70,48 +70,11 @@ static double sgemm_gflops(int n)
 	return 2.0 * n * n * n / best * 1e-9;
 }
 
-/* ---- GEMM recording ---- */
-
-typedef struct {
-	int ta, tb, m, n, k, lda, ldb, ldc;
-	float alpha, beta;
-	const float *a, *b;
-	float *c;
-} gemm_call;
-
-/* The convolutions also run GEMMs on the pool's threads (their chunks):
- * calls are recorded from every thread, time is taken on the calling one,
- * so with threads "GEMMs inside" is that thread's share. With -1 all of it. */
-static const p2p_backend *inner;
-static gemm_call calls[8192];
-static int ncalls, recording;
-static double gemm_secs;
-static pthread_t main_thread;
-
-static void rec_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                     const float *b, int ldb, float beta, float *c, int ldc)
-{
-	if (recording) {
-		int i = __atomic_fetch_add(&ncalls, 1, __ATOMIC_RELAXED);
-		if (i < 8192)
-			calls[i] = (gemm_call){ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c};
-	}
-	int mine = pthread_equal(pthread_self(), main_thread);
-	double t = mine ? now() : 0;
-	inner->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-	if (mine)
-		gemm_secs += now() - t;
-}
-
-/* A backend that records and times its GEMM calls. */
-static const p2p_backend *recorder(const p2p_backend *cpu)
-{
-	static p2p_backend rec;
-	inner = cpu;
-	rec = *cpu;
-	rec.gemm = rec_gemm;
-	return &rec;
-}
+/* ---- GEMM recording (gemm_timer.h) ----
+ * With threads "GEMMs inside" is the calling thread's share; with -1 all
+ * of it. The Winograd layers' batched GEMMs are timed but not recorded:
+ * the replays are of the direct layers. */
+#include "gemm_timer.h"
 
 /* Best time of the recorded GEMMs replayed alone, on the same buffers. */
 static double replay(double secs)
@@ -120,7 +83,7 @@ static double replay(double secs)
 	int reps = 0;
 	for (double t0 = now(); reps < 2 || now() - t0 < secs; reps++) {
 		double t = now();
-		for (int i = 0; i < ncalls && i < 8192; i++) {
+		for (int i = 0; i < ncalls && i < MAX_CALLS; i++) {
 			gemm_call *c = &calls[i];
 			inner->gemm(c->ta, c->tb, c->m, c->n, c->k, c->alpha, c->a, c->lda, c->b, c->ldb,
 			            c->beta, c->c, c->ldc);
@@ -394,7 +357,7 @@ static void bench_g_forward(const p2p_backend *cpu, int n)
 	 * overwrite are not looked at again) */
 	double galone = replay(2 * min_time);
 	double fl = 0;
-	for (int i = 0; i < ncalls && i < 8192; i++)
+	for (int i = 0; i < ncalls && i < MAX_CALLS; i++)
 		fl += 2.0 * calls[i].m * calls[i].n * calls[i].k;
 	printf("G forward 256, batch %d: %.1f ms (GEMMs inside it %.1f ms); its %d GEMMs alone %.1f ms "
 	       "(%.1f GFLOP/s); ratio %.2f\n", n, best * 1e3, gin * 1e3, ncalls, galone * 1e3,

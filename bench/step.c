@@ -38,45 +38,7 @@ static double now(void)
 	return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-/* ---- a backend that times and counts its GEMMs ---- */
-
-/* GEMMs also run on the backend's worker threads (the convolutions' chunks):
- * their time is counted on the calling thread only, whose "gemm" share is
- * then a lower bound. */
-static const p2p_backend *inner;
-static double gemm_secs;
-static pthread_t main_thread;
-
-static void rec_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                     const float *b, int ldb, float beta, float *c, int ldc)
-{
-	int mine = pthread_equal(pthread_self(), main_thread);
-	double t = mine ? now() : 0;
-	inner->gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-	if (mine)
-		gemm_secs += now() - t;
-}
-
-static void rec_gemm_batched(int ta, int tb, int m, int n, int k, float alpha,
-                             const float *a, int lda, long sa, const float *b, int ldb, long sb,
-                             float beta, float *c, int ldc, long sc, int batch)
-{
-	int mine = pthread_equal(pthread_self(), main_thread);
-	double t = mine ? now() : 0;
-	inner->gemm_batched(ta, tb, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
-	if (mine)
-		gemm_secs += now() - t;
-}
-
-static const p2p_backend *recorder(const p2p_backend *cpu)
-{
-	static p2p_backend rec;
-	inner = cpu;
-	rec = *cpu;
-	rec.gemm = rec_gemm;
-	rec.gemm_batched = rec_gemm_batched;
-	return &rec;
-}
+#include "gemm_timer.h"
 
 /* ---- phases ---- */
 
