@@ -136,8 +136,9 @@ static inline float tanh_vec(float x)
 	float a = fabsf(x), ten = 10, cut = 0.4f, inf = INFINITY;
 	int32_t ab, tb, cb, ib;
 	memcpy(&ab, &a, 4), memcpy(&tb, &ten, 4), memcpy(&cb, &cut, 4), memcpy(&ib, &inf, 4);
-	int32_t cap = -(int32_t)((ab > tb) & (ab <= ib)), low = -(int32_t)(ab < cb);
-	int32_t cbits = (tb & cap) | (ab & ~cap);
+	int32_t nan = -(int32_t)(ab > ib), cap = -(int32_t)((ab > tb) & (ab <= ib));
+	int32_t low = -(int32_t)(ab < cb);
+	int32_t cbits = (tb & cap) | (ab & ~cap & ~nan);    /* NaN: e^0, then NaN out */
 	float c, a2 = a * a;
 	memcpy(&c, &cbits, 4);
 	float y = 2 * c;
@@ -145,7 +146,7 @@ static inline float tanh_vec(float x)
 	float r = y - k * 0.693145752f - k * 1.42860677e-06f;  /* ln 2 in two parts */
 	float p = 1 + r * (1 + r * (1 / 2.f + r * (1 / 6.f + r * (1 / 24.f + r * (1 / 120.f +
 	          r * (1 / 720.f + r * (1 / 5040.f)))))));
-	int32_t kb = ((int32_t)k + 127) << 23;
+	uint32_t kb = (uint32_t)((int32_t)k + 127) << 23;  /* k in [0, 29] */
 	float two_k;
 	memcpy(&two_k, &kb, 4);
 	float big = 1 - 2 / (p * two_k + 1);
@@ -154,6 +155,7 @@ static inline float tanh_vec(float x)
 	int32_t sb, bb, tbits;
 	memcpy(&sb, &small, 4), memcpy(&bb, &big, 4);
 	tbits = (sb & low) | (bb & ~low);
+	tbits = (ab & nan) | (tbits & ~nan);
 	float t;
 	memcpy(&t, &tbits, 4);
 	return copysignf(t, x);
