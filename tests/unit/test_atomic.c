@@ -2,6 +2,7 @@
  * all, failures are per file, no temp file outlives a commit or an abort,
  * and a writer killed before its commit leaves no file under a final name. */
 #include "check.h"
+#include "tmpdir.h"
 #include "atomic.h"
 #include "err.h"
 
@@ -15,16 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[256];
-
-static const char *at(const char *name)
-{
-	static char path[4][512];
-	static int k;
-	k = (k + 1) % 4;
-	snprintf(path[k], sizeof path[k], "%s/%s", dir, name);
-	return path[k];
-}
 
 /* Entries of d whose name begins (hidden) or does not begin with '.'. */
 static int count(const char *d, int hidden)
@@ -62,8 +53,7 @@ static void fresh(void)
 {
 	if (dir[0])
 		nftw(dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
-	snprintf(dir, sizeof dir, "%s/p2p-atomic-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(dir))
+	if (tmpdir_make("atomic"))
 		abort();
 }
 
@@ -75,7 +65,7 @@ static void group_appears_at_commit(void)
 	char name[3][16];
 	for (int i = 0; i < 3; i++) {
 		snprintf(name[i], sizeof name[i], "f%d.txt", i);
-		CHECK(p2p_pending_write(&p[i], at(name[i]), text[i], strlen(text[i])) == 0);
+		CHECK(p2p_pending_write(&p[i], tmp(name[i]), text[i], strlen(text[i])) == 0);
 	}
 	/* written, not yet there: only the three hidden temp files */
 	CHECK(count(dir, 0) == 0 && count(dir, 1) == 3);
@@ -83,32 +73,32 @@ static void group_appears_at_commit(void)
 	CHECK(count(dir, 0) == 3 && count(dir, 1) == 0);
 	for (int i = 0; i < 3; i++) {
 		CHECK(p[i].why == NULL && p[i].tmp == NULL && p[i].path == NULL && p[i].fd == -1);
-		CHECK(holds(at(name[i]), text[i], strlen(text[i])));
+		CHECK(holds(tmp(name[i]), text[i], strlen(text[i])));
 	}
 	CHECK(p2p_pending_commit(p, 0) == 0);
 	/* an empty file is a file */
-	CHECK(p2p_pending_write(&p[0], at("empty"), "", 0) == 0);
+	CHECK(p2p_pending_write(&p[0], tmp("empty"), "", 0) == 0);
 	CHECK(p2p_pending_commit(p, 1) == 0);
 	struct stat st;
-	CHECK(stat(at("empty"), &st) == 0 && st.st_size == 0 && (st.st_mode & 0777) == 0644);
+	CHECK(stat(tmp("empty"), &st) == 0 && st.st_size == 0 && (st.st_mode & 0777) == 0644);
 }
 
 static void replace_and_abort(void)
 {
 	fresh();
-	CHECK(p2p_write_file(at("a"), "old", 3) == 0);
+	CHECK(p2p_write_file(tmp("a"), "old", 3) == 0);
 	p2p_pending p;
-	CHECK(p2p_pending_write(&p, at("a"), "new!", 4) == 0);
-	CHECK(holds(at("a"), "old", 3));       /* the old one stays until the commit */
+	CHECK(p2p_pending_write(&p, tmp("a"), "new!", 4) == 0);
+	CHECK(holds(tmp("a"), "old", 3));       /* the old one stays until the commit */
 	CHECK(p2p_pending_commit(&p, 1) == 0);
-	CHECK(holds(at("a"), "new!", 4));
-	CHECK(p2p_pending_write(&p, at("a"), "newer", 5) == 0);
-	CHECK(p2p_pending_write(&(p2p_pending){ 0 }, at("no-such-folder/b"), "x", 1) == -1);
+	CHECK(holds(tmp("a"), "new!", 4));
+	CHECK(p2p_pending_write(&p, tmp("a"), "newer", 5) == 0);
+	CHECK(p2p_pending_write(&(p2p_pending){ 0 }, tmp("no-such-folder/b"), "x", 1) == -1);
 	CHECK(strcmp(p2p_errmsg(), "") != 0);
 	CHECK(strstr(p2p_errmsg(), "no-such-folder/b: cannot create: No such file or directory") != NULL);
 	p2p_pending_abort(&p, 1);
 	CHECK(p.tmp == NULL && p.path == NULL && p.fd == -1);
-	CHECK(holds(at("a"), "new!", 4));
+	CHECK(holds(tmp("a"), "new!", 4));
 	CHECK(count(dir, 0) == 1 && count(dir, 1) == 0);
 }
 
@@ -116,17 +106,17 @@ static void replace_and_abort(void)
 static void failures_are_per_file(void)
 {
 	fresh();
-	CHECK(mkdir(at("taken"), 0755) == 0);
-	CHECK(p2p_write_file(at("taken/x"), "x", 1) == 0);
+	CHECK(mkdir(tmp("taken"), 0755) == 0);
+	CHECK(p2p_write_file(tmp("taken/x"), "x", 1) == 0);
 	p2p_pending p[3];
-	CHECK(p2p_pending_write(&p[0], at("ok1"), "1", 1) == 0);
-	CHECK(p2p_pending_write(&p[1], at("taken"), "2", 1) == 0);
-	CHECK(p2p_pending_write(&p[2], at("ok2"), "3", 1) == 0);
+	CHECK(p2p_pending_write(&p[0], tmp("ok1"), "1", 1) == 0);
+	CHECK(p2p_pending_write(&p[1], tmp("taken"), "2", 1) == 0);
+	CHECK(p2p_pending_write(&p[2], tmp("ok2"), "3", 1) == 0);
 	CHECK(p2p_pending_commit(p, 3) == 1);
 	CHECK(p[0].why == NULL && p[2].why == NULL);
 	CHECKF(p[1].why && strstr(p[1].why, "/taken: cannot write: Is a directory"), "%s", p[1].why);
 	free(p[1].why);
-	CHECK(holds(at("ok1"), "1", 1) && holds(at("ok2"), "3", 1) && holds(at("taken/x"), "x", 1));
+	CHECK(holds(tmp("ok1"), "1", 1) && holds(tmp("ok2"), "3", 1) && holds(tmp("taken/x"), "x", 1));
 	CHECK(count(dir, 1) == 0);
 }
 
@@ -142,11 +132,11 @@ static void two_file_systems(void)
 	char shm[64];
 	snprintf(shm, sizeof shm, "/dev/shm/p2p-atomic-%d", (int)getpid());
 	p2p_pending p[4];
-	CHECK(p2p_pending_write(&p[0], at("here1"), "h1", 2) == 0);
+	CHECK(p2p_pending_write(&p[0], tmp("here1"), "h1", 2) == 0);
 	CHECK(p2p_pending_write(&p[1], shm, "s", 1) == 0);
-	CHECK(p2p_pending_write(&p[2], at("here2"), "h2", 2) == 0);
+	CHECK(p2p_pending_write(&p[2], tmp("here2"), "h2", 2) == 0);
 	CHECK(p2p_pending_commit(p, 3) == 0);
-	CHECK(holds(at("here1"), "h1", 2) && holds(at("here2"), "h2", 2) && holds(shm, "s", 1));
+	CHECK(holds(tmp("here1"), "h1", 2) && holds(tmp("here2"), "h2", 2) && holds(shm, "s", 1));
 	unlink(shm);
 }
 
@@ -186,7 +176,7 @@ static void threads_write_one_group(void)
 		char name[16], text[32];
 		snprintf(name, sizeof name, "t%03d", i);
 		snprintf(text, sizeof text, "file %d", i);
-		CHECK(holds(at(name), text, strlen(text)));
+		CHECK(holds(tmp(name), text, strlen(text)));
 	}
 }
 
@@ -202,12 +192,12 @@ static void killed_before_commit(void)
 	pid_t pid = fork();
 	if (pid == 0) {
 		p2p_pending p[4];
-		int rc = p2p_pending_write(&p[0], at("done1"), big, sizeof big)
-			 || p2p_pending_write(&p[1], at("done2"), big, sizeof big);
+		int rc = p2p_pending_write(&p[0], tmp("done1"), big, sizeof big)
+			 || p2p_pending_write(&p[1], tmp("done2"), big, sizeof big);
 		if (rc || p2p_pending_commit(p, 2))
 			_exit(3);
-		if (p2p_pending_write(&p[2], at("never1"), big, sizeof big)
-		    || p2p_pending_write(&p[3], at("never2"), big, 1000))
+		if (p2p_pending_write(&p[2], tmp("never1"), big, sizeof big)
+		    || p2p_pending_write(&p[3], tmp("never2"), big, 1000))
 			_exit(4);
 		raise(SIGKILL);
 		_exit(5);
@@ -215,8 +205,8 @@ static void killed_before_commit(void)
 	int status;
 	CHECK(waitpid(pid, &status, 0) == pid);
 	CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d", status);
-	CHECK(holds(at("done1"), big, sizeof big) && holds(at("done2"), big, sizeof big));
-	CHECK(access(at("never1"), F_OK) != 0 && access(at("never2"), F_OK) != 0);
+	CHECK(holds(tmp("done1"), big, sizeof big) && holds(tmp("done2"), big, sizeof big));
+	CHECK(access(tmp("never1"), F_OK) != 0 && access(tmp("never2"), F_OK) != 0);
 	CHECK(count(dir, 0) == 2 && count(dir, 1) == 2);
 	CHECK(p2p_afile_sweep(dir) == 2);
 	CHECK(count(dir, 1) == 0);

@@ -1,5 +1,6 @@
 /* lib/ basics: rng, atomic files, .npy, JSON Lines, images. */
 #include "check.h"
+#include "tmpdir.h"
 #include "atomic.h"
 #include "crop.h"
 #include "err.h"
@@ -16,14 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256];
-
-static const char *tmp(const char *name)
-{
-	static char path[512];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	return path;
-}
 
 static int count_files(void)
 {
@@ -346,8 +339,7 @@ static void png_chunk_lengths_are_checked(void)
 
 int main(void)
 {
-	snprintf(dir, sizeof dir, "%s/p2p-formats-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(dir))
+	if (tmpdir_make("formats"))
 		return 1;
 	if (p2p_image_init("test_formats"))
 		return 1;

@@ -2,6 +2,7 @@
  * flip and ColorJitter (torchvision's semantics, determinism, ranges), data
  * set loading and its errors, checkpoints. */
 #include "check.h"
+#include "tmpdir.h"
 #include "atomic.h"
 #include "augment.h"
 #include "backend.h"
@@ -19,16 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[256];
-
-static const char *tmp(const char *name)
-{
-	static char path[4][512];
-	static int k;
-	k = (k + 1) % 4;
-	snprintf(path[k], sizeof path[k], "%s/%s", dir, name);
-	return path[k];
-}
 
 /* ---- schedule ---- */
 
@@ -550,8 +541,7 @@ static void checkpoint_round_trip(void)
 
 int main(void)
 {
-	snprintf(dir, sizeof dir, "%s/p2p-train-parts-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(dir))
+	if (tmpdir_make("train-parts"))
 		return 1;
 	if (p2p_image_init("test_train_parts"))
 		return 1;
