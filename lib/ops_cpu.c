@@ -950,6 +950,20 @@ static wt_kernel wt_pick(const wt_args *q, long a, int b)
 	}
 }
 
+/* out[bi] = sum over y < k of c[y] in[y][bi], added in order of y, for
+ * nb kernels side by side */
+static void wt_combine(float *out, const float *c, const float *const *in, int k, int nb)
+{
+	SIMD for (int bi = 0; bi < nb; bi++)
+		out[bi] = 0;
+	for (int y = 0; y < k; y++) {
+		float cy = c[y];
+		const float *iy = in[y];
+		SIMD for (int bi = 0; bi < nb; bi++)
+			out[bi] += cy * iy[bi];
+	}
+}
+
 static void wino_weights_range(void *ctx, long a0, long a1)
 {
 	static const float G[5][4] = {       /* the finite points' rows */
@@ -982,29 +996,16 @@ static void wino_weights_range(void *ctx, long a0, long a1)
 					for (int x = 0; x < k; x++)
 						g[y][x][bi] = kn.f[kn.first + kn.step * (y * kn.ks + x)];
 			}
+			/* t = G g (down the columns of each kernel), o = t G^T */
 			for (int i = 0; i < 6; i++)
 				for (int x = 0; x < k; x++) {
-					float *ti = t[i][x];
-					SIMD for (int bi = 0; bi < nb; bi++)
-						ti[bi] = 0;
-					for (int y = 0; y < k; y++) {
-						float c = gr[i][y];
-						const float *gy = g[y][x];
-						SIMD for (int bi = 0; bi < nb; bi++)
-							ti[bi] += c * gy[bi];
-					}
+					const float *col[4] = {g[0][x], g[1][x], g[2][x], g[3][x]};
+					wt_combine(t[i][x], gr[i], col, k, nb);
 				}
 			for (int i = 0; i < 6; i++)
 				for (int j = 0; j < 6; j++) {
-					float *oi = o[i * 6 + j];
-					SIMD for (int bi = 0; bi < nb; bi++)
-						oi[bi] = 0;
-					for (int x = 0; x < k; x++) {
-						float c = gr[j][x];
-						const float *tx = t[i][x];
-						SIMD for (int bi = 0; bi < nb; bi++)
-							oi[bi] += tx[bi] * c;
-					}
+					const float *row[4] = {t[i][0], t[i][1], t[i][2], t[i][3]};
+					wt_combine(o[i * 6 + j], gr[j], row, k, nb);
 				}
 			for (int xi = 0; xi < 36; xi++)
 				memcpy(q->u + xi * plane + (size_t)a * cols + b0, o[xi], nb * sizeof(float));
