@@ -676,6 +676,24 @@ static void wino_ops(int c, int h, int w, int k, int p, int t0, int t1)
 	wino_ops_mode(c, h, w, k, p, t0, t1, 0, 0);
 }
 
+typedef int (*wino_fwd)(const p2p_backend *, const p2p_conv *, float *, const float *,
+                        const float *, const float *, float *, size_t);
+
+/* fwd gives y's bits again on 1, 2 and 3 threads, and with a workspace of
+ * a quarter of wsn (one chunk's); y2 is scratch of y's size ny. */
+static int wino_same_bits(wino_fwd fwd, const p2p_conv *g, const float *y, float *y2, size_t ny,
+                          const float *x, const float *u, const float *b, float *ws, size_t wsn)
+{
+	int before = p2p_pool_threads(), same = 1;
+	for (int th = 1; th <= 3; th++) {
+		be->set_threads(th);
+		fwd(be, g, y2, x, u, b, ws, th == 3 ? wsn / 4 : wsn);
+		same &= !memcmp(y, y2, ny * 4);
+	}
+	be->set_threads(before);
+	return same;
+}
+
 /* ConvTranspose2d (up) or Conv2d (down) 4x4 stride 2 pad 1 by Winograd
  * against the reference; threads and a one-chunk workspace give the same
  * bits. */
@@ -692,24 +710,16 @@ static void wino_s2_layer(int up, int n, int cin, int h, int w, int cout, size_t
 	float *b = malloc(cout * 4), *u = malloc(36 * 4 * nw / 16 * 4), *ws = malloc(wsn * 4);
 	fill(x, nx), fill(w_, nw), fill(b, cout);
 	be->wino_weights(w_, cout, cin, 4, up ? P2P_WINO_UP : P2P_WINO_DOWN, u);
-	int (*fwd)(const p2p_backend *, const p2p_conv *, float *, const float *, const float *,
-	           const float *, float *, size_t) =
-		up ? p2p_convt2d_forward_wino : p2p_conv2d_forward_wino;
+	wino_fwd fwd = up ? p2p_convt2d_forward_wino : p2p_conv2d_forward_wino;
 	CHECK(fwd(be, &g, y, x, u, b, ws, wsn) == 0);
 	double ey = up ? rel_err(y, 0, ny, cap, ref_big, &r, w_, x, b, g.oh * g.ow)
 	               : rel_err(y, 0, ny, cap, ref_small, &r, w_, x, b, g.oh * g.ow);
 	const char *what = up ? "up" : "down";
 	CHECKF(ey < 2e-5, "wino %s n%d %d->%d %dx%d: y %.2e", what, n, cin, cout, h, w, ey);
 	printf("# wino %s n%d %d->%d %dx%d       y %.1e\n", what, n, cin, cout, h, w, ey);
-	int before = p2p_pool_threads(), same = 1;
-	for (int th = 1; th <= 3; th++) {
-		be->set_threads(th);
-		fwd(be, &g, y2, x, u, b, ws, th == 3 ? wsn / 4 : wsn);
-		same &= !memcmp(y, y2, ny * 4);
-	}
-	be->set_threads(before);
-	CHECKF(same, "wino %s n%d %d->%d %dx%d: threads or workspace change the bits", what, n,
-	       cin, cout, h, w);
+	CHECKF(wino_same_bits(fwd, &g, y, y2, ny, x, u, b, ws, wsn),
+	       "wino %s n%d %d->%d %dx%d: threads or workspace change the bits", what, n, cin, cout,
+	       h, w);
 	free(x), free(y), free(y2), free(w_), free(b), free(u), free(ws);
 }
 
@@ -750,15 +760,8 @@ static void wino_layer(int n, int cin, int h, int w, int cout, int k, int p, siz
 	       h, w, k, p, ey, ex);
 	printf("# wino n%d %d->%d %dx%d k%d p%d           y %.1e dx %.1e\n", n, cin, cout, h, w, k, p,
 	       ey, ex);
-	/* the same bits on 1, 2 and 3 threads, and with a one-chunk workspace */
-	int before = p2p_pool_threads(), same = 1;
-	for (int th = 1; th <= 3; th++) {
-		be->set_threads(th);
-		p2p_conv2d_forward_wino(be, &g, y2, x, u, b, ws, th == 3 ? wsn / 4 : wsn);
-		same &= !memcmp(y, y2, ny * 4);
-	}
-	be->set_threads(before);
-	CHECKF(same, "wino n%d %d->%d %dx%d: threads or workspace change the bits", n, cin, cout, h, w);
+	CHECKF(wino_same_bits(p2p_conv2d_forward_wino, &g, y, y2, ny, x, u, b, ws, wsn),
+	       "wino n%d %d->%d %dx%d: threads or workspace change the bits", n, cin, cout, h, w);
 	/* finite differences of L = sum(y * dy) against dx: L is linear in x, so
 	 * a large step loses nothing and keeps the rounding of y out */
 	double efd = 0;
