@@ -614,7 +614,7 @@ static int wino_imgs(const p2p_conv *e)
 static int wino_rows(const p2p_conv *e)
 {
 	int tw = wino_tw(e), th = wino_th(e), want = wino_target(e);
-	int chunks = (th + (want + tw - 1) / tw - 1) / ((want + tw - 1) / tw);
+	int rows = (want + tw - 1) / tw, chunks = (th + rows - 1) / rows;
 	return (th + chunks - 1) / chunks;
 }
 

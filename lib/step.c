@@ -34,8 +34,7 @@ void p2p_step_free(p2p_step *st)
 {
 	float *bufs[] = {st->xd, st->dd, st->dxd, st->dfake, st->freal, st->dfeat};
 	for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-		if (bufs[i])
-			st->be->free(bufs[i]);
+		st->be->free(bufs[i]);      /* NULL is fine */
 	st->xd = st->dd = st->dxd = st->dfake = st->freal = st->dfeat = NULL;
 }
 
