@@ -664,6 +664,7 @@ static void validate(trainer *t, const p2p_dataset *val, val_result *vr)
 	double l1 = 0, psnr = 0;
 	long lo, hi;                /* this rank's share */
 	p2p_dist_share(val->n, p2p_dist_rank(), p2p_dist_size(), &lo, &hi);
+	p2p_unet_weights_fixed(t->G, 1);    /* G's Winograd weights made once, not per batch */
 	for (int first = (int)lo; first < hi; first += t->bm) {
 		int n = hi - first < t->bm ? (int)hi - first : t->bm;
 		const float *ha = val->a + first * ss;
@@ -687,6 +688,7 @@ static void validate(trainer *t, const p2p_dataset *val, val_result *vr)
 					memcpy(vr->gen + r * img, q, img);
 		}
 	}
+	p2p_unet_weights_fixed(t->G, 0);
 	double sums[2] = { l1, psnr };
 	dist_validation(vr, sums, val->n, img);
 	vr->l1 = sums[0] / val->n;
